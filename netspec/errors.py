@@ -1,0 +1,148 @@
+"""Located diagnostics: the one exception type for mistakes in a user's input."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of one source file; lines and columns count from 1, the end is exclusive."""
+
+    path: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    # Extra located lines such as "note: first defined here".
+    notes: tuple[tuple[str, Span | None], ...] = ()
+
+
+# Sources by path, so a diagnostic can show the offending line long after parsing.
+_SOURCES: dict[str, str] = {}
+
+
+def remember_source(path: str, text: str) -> None:
+    _SOURCES[path] = text
+
+
+def _source_line(span: Span) -> str | None:
+    text = _SOURCES.get(span.path)
+    if text is None:
+        try:
+            text = Path(span.path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+    lines = text.splitlines()
+    if 1 <= span.line <= len(lines):
+        return lines[span.line - 1]
+    return None
+
+
+def _excerpt(span: Span) -> list[str]:
+    line = _source_line(span)
+    if line is None:
+        return []
+    shown = line.expandtabs(1)
+    width = 1
+    if span.end_line == span.line and span.end_col > span.col:
+        width = span.end_col - span.col
+    width = max(1, min(width, len(shown) - span.col + 1))
+    gutter = f"{span.line:>5} | "
+    return [gutter + shown, " " * (len(gutter) - 2) + "| " + " " * (span.col - 1) + "^" * width]
+
+
+def render(diag: Diagnostic, severity: str = "error") -> str:
+    """Render `PATH:LINE:COL: error: message`, the source line, a caret, and any hint."""
+    head = f"{diag.span}: {severity}: {diag.message}" if diag.span else f"{severity}: {diag.message}"
+    out = [head]
+    if diag.span:
+        out += _excerpt(diag.span)
+    for note, span in diag.notes:
+        out.append(f"{span}: note: {note}" if span else f"note: {note}")
+        if span:
+            out += _excerpt(span)
+    if diag.hint:
+        out.append(f"  hint: {diag.hint}")
+    return "\n".join(out)
+
+
+class NetspecError(Exception):
+    """A mistake in the user's input, carrying one or more located diagnostics."""
+
+    def __init__(self, message: str | list[Diagnostic], span: Span | None = None,
+                 hint: str | None = None, notes: tuple = ()):
+        if isinstance(message, list):
+            self.diagnostics = message
+        else:
+            self.diagnostics = [Diagnostic(message, span, hint, tuple(notes))]
+        super().__init__(self.diagnostics[0].message)
+
+    def render(self) -> str:
+        return "\n".join(render(d) for d in self.diagnostics)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class SyntaxProblem(NetspecError):
+    """The text does not follow the grammar."""
+
+
+class NameProblem(NetspecError):
+    """An unknown or duplicated name: op, block, tensor, parameter, network or import."""
+
+
+class ParamProblem(NetspecError):
+    """A parameter of an op, block or train setting has the wrong type or range."""
+
+
+class ShapeProblem(NetspecError):
+    """Tensor shapes or dtypes do not fit an op's rule."""
+
+
+class GraphProblem(NetspecError):
+    """The connections are wrong: a cycle, an unused tensor, recursion between blocks."""
+
+
+class LimitProblem(NetspecError):
+    """A spec goes past a sane bound: repetition, nesting depth, model size."""
+
+
+class DataProblem(NetspecError):
+    """A dataset, weights file or checkpoint cannot be used."""
+
+
+def did_you_mean(name: str, candidates) -> str | None:
+    """Suggest the closest candidate, as a hint."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in candidates}
+        if name.lower() in lowered:
+            close = [lowered[name.lower()]]
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+@dataclass
+class OpError(Exception):
+    """Raised by an op's shape rule; `infer` adds the layer's location."""
+
+    message: str
+    param: str | None = None
+    hint: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,0 +1,109 @@
+"""Shape and dtype inference over the graph in topological order, and the model-size checks."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from .errors import GraphProblem, LimitProblem, OpError, ShapeProblem
+from .graph import Ref, layers, type_of
+from .ops import get_op, param_count
+
+MAX_PARAMETERS = 10_000_000_000  # past this, a spec is a typo (Linear(10**9)), not a model
+MAX_ELEMENTS = 2**40  # elements of one tensor per batch item
+
+
+def _where(node: dict) -> str:
+    ctx = node.get("context") or ()
+    return "".join(f" (in block {b})" for b in reversed(ctx[-3:]))
+
+
+def _fail(g: nx.DiGraph, name: str, err: OpError, cls=ShapeProblem):
+    node = g.nodes[name]
+    span = node.get("param_spans", {}).get(err.param) or node["span"]
+    ins = [type_of(g, r) for r in node["args"] if g.nodes[r.node]["types"]]
+    shown = ", ".join(t.full() for t in ins)
+    msg = f"{node['op']} '{name}': {err.message}"
+    if ins and "got" not in err.message:
+        msg += f" (input{'s' if len(ins) > 1 else ''}: {shown})"
+    raise cls(msg + _where(node), span, err.hint)
+
+
+def infer(g: nx.DiGraph) -> nx.DiGraph:
+    """Fill every node's `types`, raising a located error at the first rule broken."""
+    try:
+        order = list(nx.topological_sort(g))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(g)
+        first = g.nodes[cycle[0][0]]
+        raise GraphProblem("the connections form a cycle: " + " -> ".join(u for u, _ in cycle)
+                           + f" -> {cycle[0][0]}", first.get("span")) from None
+    total = 0
+    for name in order:
+        node = g.nodes[name]
+        if node["kind"] in ("input", "target"):
+            continue
+        op = get_op(node["op"])
+        p = node["params"]
+        if node["kind"] == "loss":
+            _infer_target(g, node, op, p)
+        ins = [type_of(g, r) for r in node["args"]]
+        try:
+            outs = op.shape(p, ins)
+        except OpError as e:
+            _fail(g, name, e)
+        for t in outs:
+            per_item = 1
+            for d in t.shape:
+                per_item *= d if isinstance(d, int) else 1
+            if per_item > MAX_ELEMENTS:
+                _fail(g, name, OpError(f"produces a tensor {t} of over 2**40 elements"), LimitProblem)
+        node["types"] = list(outs)
+        if node["kind"] == "op":
+            total += param_count(op, p, ins)
+            if total > MAX_PARAMETERS:
+                _fail(g, name, OpError(f"brings the model past {MAX_PARAMETERS:,} parameters"
+                                       f" ({total:,} so far)", hint="check the sizes of this layer"),
+                      LimitProblem)
+    _check_losses(g)
+    return g
+
+
+def _infer_target(g: nx.DiGraph, node: dict, op, p) -> None:
+    pred, target = node["args"][0], node["args"][1]
+    tnode = g.nodes[target.node]
+    if tnode["kind"] == "target" and not tnode["types"]:
+        try:
+            tnode["types"] = [op.target(p, type_of(g, pred))]
+        except OpError as e:
+            raise ShapeProblem(f"{node['op']}: {e.message}", node["span"], e.hint) from None
+
+
+def _check_losses(g: nx.DiGraph) -> None:
+    outputs = {ref for _, ref, _ in g.graph["outputs"]}
+    for name in g.graph["losses"]:
+        node = g.nodes[name]
+        pred: Ref = node["args"][0]
+        if pred not in outputs:
+            raise GraphProblem(f"{node['op']} reads '{pred.node}', which is not a network output",
+                               node["span"], hint="declare it with `output NAME = ...` so training can read it")
+        t = node["types"][0]
+        if t.rank != 0:
+            raise ShapeProblem(f"{node['op']} should give a scalar, got {t}", node["span"])
+
+
+def summary(g: nx.DiGraph) -> list[dict]:
+    """One row per layer: name, op, output shape, trainable parameters, MACs per item."""
+    rows = []
+    for name in layers(g):
+        node = g.nodes[name]
+        op = get_op(node["op"])
+        ins = [type_of(g, r) for r in node["args"]]
+        rows.append({"name": name, "op": node["op"], "shape": " ".join(str(t) for t in node["types"]),
+                     "parameters": param_count(op, node["params"], ins),
+                     "flops": op.flops(node["params"], ins, node["types"])})
+    return rows
+
+
+def total_parameters(g: nx.DiGraph) -> int:
+    return sum(r["parameters"] for r in summary(g))
+

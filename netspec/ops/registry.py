@@ -1,0 +1,199 @@
+"""The op registry: each op is one class holding everything every stage needs.
+
+An op class, registered with `@register`, defines side by side:
+
+- ``Params``: a pydantic model of what the author writes (types, defaults, ranges).
+  Inferred quantities (in-channels, in-features) are never parameters.
+- ``positional``: the parameter names accepted positionally, in order.
+- ``arity``: (min, max) tensor inputs; max None means any number.
+- ``shape(p, ins)``: input TensorTypes -> output TensorTypes, or ``OpError``.
+- ``weights(p, ins)``: name -> WeightSpec; the names are exactly the keys of the torch
+  module's ``state_dict()``, and trainable ones make the parameter count.
+- ``torch(p, ins)``: an ``nn.Module`` (torch imported inside, so `check` never needs it).
+- ``onnx(ctx)``: emits ONNX nodes computing ``ctx.outputs`` from ``ctx.inputs``.
+- ``outputs(p)``: how many outputs (1 unless overridden).
+- ``flops(p, ins, outs)``: multiply-accumulates, for the summary.
+
+Loss ops set ``kind = "loss"`` and also ``target(p, pred)``: the type of the target tensor
+that the dataset must provide, used when the spec does not declare it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from typing_extensions import Annotated
+
+from ..errors import OpError
+from ..types import TensorType
+
+
+class Params(BaseModel):
+    """Base of every op's parameter schema: unknown names are refused, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _no_bool(v):
+    # pydantic's lax mode takes true/false as 1/0; in a spec that is always a mistake.
+    if isinstance(v, bool):
+        raise ValueError("expected a number, got a boolean")
+    return v
+
+
+def _whole(v):
+    if isinstance(v, float):
+        raise ValueError(f"expected an integer, got {v!r}")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_whole), BeforeValidator(_no_bool)]
+PosInt = Annotated[int, Field(ge=1), BeforeValidator(_whole), BeforeValidator(_no_bool)]
+NonNegInt = Annotated[int, Field(ge=0), BeforeValidator(_whole), BeforeValidator(_no_bool)]
+Float = Annotated[float, BeforeValidator(_no_bool)]
+Pair = Annotated[tuple[PosInt, PosInt], Field()]
+IntOrPair = PosInt | tuple[PosInt, PosInt]
+NonNegIntOrPair = NonNegInt | tuple[NonNegInt, NonNegInt]
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One tensor of an op's state: its shape, how to initialise it, and whether it trains.
+
+    ``init`` is one of ``("zeros",)``, ``("ones",)``, ``("uniform", bound)`` (U(-bound, bound),
+    torch's default for Linear and Conv weights and biases with bound = 1/sqrt(fan_in)),
+    ``("normal", std)``; `netspec.weights` draws them with numpy when torch is absent.
+    """
+
+    shape: tuple[int, ...]
+    init: tuple = ("zeros",)
+    trainable: bool = True
+    dtype: str = "float32"
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+
+class OnnxContext:
+    """What an op's ONNX lowering sees; implemented by `netspec.lower_onnx`.
+
+    Attributes: ``params``, ``in_types``, ``out_types``, ``inputs`` (ONNX value names),
+    ``outputs`` (the value names this op must produce), ``opset``, ``layer`` (the layer name).
+    Methods: ``weight(local)`` -> initializer name of this layer's weight ``local``;
+    ``const(array, hint)`` -> name of a new constant initializer;
+    ``node(op_type, inputs, outputs=None, n_out=1, **attrs)`` -> output names (fresh
+    temporaries when ``outputs`` is None); ``temp(hint)`` -> a fresh value name.
+    """
+
+    params: Any
+    in_types: list[TensorType]
+    out_types: list[TensorType]
+    inputs: list[str]
+    outputs: list[str]
+    opset: int
+    layer: str
+
+    def weight(self, local: str) -> str: ...
+    def const(self, array: np.ndarray, hint: str = "const") -> str: ...
+    def node(self, op_type: str, inputs: list[str], outputs: list[str] | None = None,
+             n_out: int = 1, **attrs) -> list[str]: ...
+    def temp(self, hint: str = "t") -> str: ...
+
+
+class Op:
+    """Base class of every op; see the module docstring for what a subclass defines."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str] = "layer"  # "layer" or "loss"
+    Params: ClassVar[type[Params]] = NoParams
+    positional: ClassVar[tuple[str, ...]] = ()
+    arity: ClassVar[tuple[int, int | None]] = (1, 1)
+    doc: ClassVar[str] = ""
+
+    @staticmethod
+    def outputs(p) -> int:
+        return 1
+
+    @staticmethod
+    def shape(p, ins: list[TensorType]) -> list[TensorType]:
+        raise NotImplementedError  # every registered op overrides it; `register` checks
+
+    @staticmethod
+    def weights(p, ins: list[TensorType]) -> dict[str, WeightSpec]:
+        return {}
+
+    @staticmethod
+    def torch(p, ins: list[TensorType]):
+        raise NotImplementedError
+
+    @staticmethod
+    def onnx(ctx: OnnxContext) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def flops(p, ins: list[TensorType], outs: list[TensorType]) -> int:
+        return 0
+
+    @staticmethod
+    def target(p, pred: TensorType) -> TensorType:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Op]] = {}
+
+_REQUIRED = ("shape", "torch", "onnx")
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Add an op class to the registry, refusing duplicates and incomplete definitions."""
+    name = getattr(cls, "name", None) or cls.__name__
+    cls.name = name
+    if name in REGISTRY:
+        raise ValueError(f"op {name!r} is registered twice ({REGISTRY[name].__module__} and {cls.__module__})")
+    for member in _REQUIRED:
+        if getattr(cls, member) is getattr(Op, member):
+            raise TypeError(f"op {name!r} does not define its {member} rule")
+    if cls.kind == "loss" and cls.target is Op.target:
+        raise TypeError(f"loss {name!r} does not define its target rule")
+    for pname in cls.positional:
+        if pname not in cls.Params.model_fields:
+            raise TypeError(f"op {name!r}: positional parameter {pname!r} is not in its Params")
+    REGISTRY[name] = cls
+    return cls
+
+
+def get_op(name: str) -> type[Op] | None:
+    return REGISTRY.get(name)
+
+
+def param_count(op: type[Op], p, ins: list[TensorType]) -> int:
+    return sum(w.numel for w in op.weights(p, ins).values() if w.trainable)
+
+
+def check_rank(x: TensorType, ranks, what: str = "input") -> None:
+    """Raise an OpError unless x's rank is one of `ranks`."""
+    ranks = (ranks,) if isinstance(ranks, int) else tuple(ranks)
+    if x.rank not in ranks:
+        want = " or ".join(str(r) for r in ranks)
+        raise OpError(f"expects a rank-{want} {what}, got {x.rank}-d {x}")
+
+
+def static_dim(x: TensorType, axis: int, what: str) -> int:
+    """The int size of `axis`, or an OpError when it is symbolic."""
+    d = x.shape[axis]
+    if isinstance(d, str):
+        raise OpError(f"needs a fixed {what}, but dim {axis} of {x} is symbolic ({d})")
+    return d
+
+
+def pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
