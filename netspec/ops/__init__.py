@@ -1,4 +1,13 @@
-"""All ops, registered on import; `REGISTRY` maps an op's name to its class."""
+"""All ops, registered on import; `REGISTRY` maps an op's name to its class.
 
-from . import activation, conv  # noqa: F401  (registration happens on import)
-from .registry import REGISTRY, Op, WeightSpec, get_op, param_count  # noqa: F401
+Every module in this package except `registry` defines ops, so adding a file is enough.
+"""
+
+import importlib
+import pkgutil
+
+from .registry import REGISTRY, Call, Op, WeightSpec, get_op, param_count  # noqa: F401
+
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _mod != "registry" and not _mod.startswith("_"):
+        importlib.import_module(f"{__name__}.{_mod}")

@@ -9,7 +9,8 @@ An op class, registered with `@register`, defines side by side:
 - ``shape(p, ins)``: input TensorTypes -> output TensorTypes, or ``OpError``.
 - ``weights(p, ins)``: name -> WeightSpec; the names are exactly the keys of the torch
   module's ``state_dict()``, and trainable ones make the parameter count.
-- ``torch(p, ins)``: an ``nn.Module`` (torch imported inside, so `check` never needs it).
+- ``torch(p, ins)``: an ``nn.Module``, or a `Call` of a torch function for stateless ops
+  (torch is imported inside, so `check` never needs it).
 - ``onnx(ctx)``: emits ONNX nodes computing ``ctx.outputs`` from ``ctx.inputs``.
 - ``outputs(p)``: how many outputs (1 unless overridden).
 - ``flops(p, ins, outs)``: multiply-accumulates, for the summary.
@@ -20,7 +21,7 @@ that the dataset must provide, used when the spec does not declare it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -106,6 +107,19 @@ class OnnxContext:
     def node(self, op_type: str, inputs: list[str], outputs: list[str] | None = None,
              n_out: int = 1, **attrs) -> list[str]: ...
     def temp(self, hint: str = "t") -> str: ...
+
+
+@dataclass(frozen=True)
+class Call:
+    """A stateless torch lowering: call `target` (a torch function) instead of a module.
+
+    The generated forward reads ``target(*inputs, **kwargs)``, or ``target([inputs], **kwargs)``
+    when ``pack`` is set (``torch.cat``, ``torch.stack``); it adds nothing to the state dict.
+    """
+
+    target: Any
+    kwargs: dict = field(default_factory=dict)
+    pack: bool = False
 
 
 class Op:
