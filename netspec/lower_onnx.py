@@ -1,0 +1,223 @@
+"""Lower a checked graph and its weights to an ONNX ModelProto, emitted directly with onnx.helper."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .errors import DataProblem
+from .graph import Ref, layers, type_of
+from .ops import get_op
+from .types import TensorType
+
+DEFAULT_OPSET = 17
+# Protobuf refuses to serialize a message of 2 GiB or more; past this, tensors go to a side file.
+PROTO_LIMIT = 2**31 - 1
+
+ONNX_DTYPES = {
+    "float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
+    "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
+    "int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "bool": TensorProto.BOOL,
+}
+
+
+def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
+    # A symbolic dim (N) becomes a dim_param, which is what makes the batch axis dynamic.
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], list(t.shape))
+
+
+class _Emitter:
+    """The model under construction: nodes, initializers and the names already taken."""
+
+    def __init__(self, weights: dict[str, np.ndarray], opset: int):
+        self.weights = weights
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: dict[str, onnx.TensorProto] = {}
+        self.used: set[str] = set()  # value names (inputs, outputs, initializers, temporaries)
+        self.node_names: set[str] = set()  # a separate namespace in ONNX
+
+    def fresh(self, base: str, taken: set[str] | None = None) -> str:
+        taken = self.used if taken is None else taken
+        name, k = base, 0
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        return name
+
+    def fresh_node(self, base: str) -> str:
+        return self.fresh(base, self.node_names)
+
+
+class Context:
+    """One layer's view of the emitter; implements `netspec.ops.registry.OnnxContext`."""
+
+    def __init__(self, em: _Emitter, layer: str, params, in_types, out_types, inputs, outputs):
+        self._em = em
+        self.layer = layer
+        self.params = params
+        self.in_types = list(in_types)
+        self.out_types = list(out_types)
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.opset = em.opset
+        self._counter = 0
+
+    def _next(self, hint: str) -> str:
+        while True:
+            name = f"{self.layer}/{hint}_{self._counter}"
+            self._counter += 1
+            if name not in self._em.used:
+                self._em.used.add(name)
+                return name
+
+    def weight(self, local: str) -> str:
+        key = f"{self.layer}.{local}"
+        if key not in self._em.inits:
+            if key not in self._em.weights:
+                raise DataProblem(f"the weights lack '{key}', which layer '{self.layer}' needs",
+                                  hint="were they made for another spec?")
+            self._em.used.add(key)
+            self._em.inits[key] = numpy_helper.from_array(np.asarray(self._em.weights[key]), key)
+        return key
+
+    def const(self, array, hint: str = "const") -> str:
+        name = self._next(hint)
+        self._em.inits[name] = numpy_helper.from_array(np.asarray(array), name)
+        return name
+
+    def temp(self, hint: str = "t") -> str:
+        return self._next(hint)
+
+    def node(self, op_type: str, inputs, outputs=None, n_out: int = 1, **attrs) -> list[str]:
+        if outputs is None:
+            outputs = [self._next(op_type) for _ in range(n_out)]
+        outputs = list(outputs)
+        # The node computing the layer's result carries the layer's name; helpers get layer/Op.
+        main = bool(set(outputs) & set(self.outputs))
+        name = self._em.fresh_node(self.layer if main else f"{self.layer}/{op_type}")
+        self._em.nodes.append(helper.make_node(op_type, list(inputs), outputs, name=name, **attrs))
+        return outputs
+
+
+def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
+            include_losses: bool = False) -> onnx.ModelProto:
+    """An ONNX model computing the network's outputs (and its total loss, if asked) from its inputs."""
+    em = _Emitter(weights, opset)
+    values: dict[Ref, str] = {}
+    graph_inputs, graph_outputs = [], []
+
+    for name in g.graph["inputs"]:
+        em.used.add(name)
+        values[Ref(name, 0)] = name
+        graph_inputs.append(value_info(name, g.nodes[name]["types"][0]))
+    if include_losses:
+        for name in g.graph["targets"]:
+            em.used.add(name)
+            values[Ref(name, 0)] = name
+            graph_inputs.append(value_info(name, g.nodes[name]["types"][0]))
+
+    # An op's result that is a network output is produced under the output's own name.
+    named_by_output: dict[Ref, str] = {}
+    for out_name, ref, _ in g.graph["outputs"]:
+        em.used.add(out_name)
+        if ref not in named_by_output and ref not in values:
+            named_by_output[ref] = out_name
+    if include_losses:
+        em.used.add("loss")
+
+    for name in layers(g):
+        node = g.nodes[name]
+        op = get_op(node["op"])
+        p = node["params"]
+        outs = []
+        for port in range(op.outputs(p)):
+            ref = Ref(name, port)
+            values[ref] = named_by_output.get(ref) or em.fresh(name if port == 0 else f"{name}:{port}")
+            outs.append(values[ref])
+        ctx = Context(em, name, p, [type_of(g, r) for r in node["args"]], node["types"],
+                      [values[r] for r in node["args"]], outs)
+        op.onnx(ctx)
+
+    for out_name, ref, _ in g.graph["outputs"]:
+        if values[ref] != out_name:
+            # The same tensor under a second name, or a network input passed straight through.
+            em.nodes.append(helper.make_node("Identity", [values[ref]], [out_name],
+                                             name=em.fresh_node(f"{out_name}/Identity")))
+        graph_outputs.append(value_info(out_name, type_of(g, ref)))
+
+    if include_losses:
+        graph_outputs.append(_emit_losses(g, em, values))
+
+    graph = helper.make_graph(em.nodes, _graph_name(g), graph_inputs, graph_outputs,
+                              initializer=list(em.inits.values()))
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="netspec",
+                              ir_version=max(8, helper.find_min_ir_version_for(opsets)))
+    from . import __version__
+    model.producer_version = __version__
+    helper.set_model_props(model, {"netspec.network": g.graph.get("name") or "",
+                                   "netspec.spec_path": str(g.graph.get("path") or "")})
+    return model
+
+
+def _graph_name(g: nx.DiGraph) -> str:
+    return g.graph.get("name") or "network"
+
+
+def _emit_losses(g: nx.DiGraph, em: _Emitter, values: dict[Ref, str]) -> onnx.ValueInfoProto:
+    """Add every loss term and their weighted sum, output as `loss`."""
+    terms = []
+    for name in g.graph["losses"]:
+        node = g.nodes[name]
+        op = get_op(node["op"])
+        out = em.fresh(name)
+        ctx = Context(em, name, node["params"], [type_of(g, r) for r in node["args"]], node["types"],
+                      [values[r] for r in node["args"]], [out])
+        op.onnx(ctx)
+        weight = float(node.get("weight", 1.0))
+        if weight != 1.0:
+            w = ctx.const(np.array(weight, dtype=np.float32), "weight")
+            (out,) = ctx.node("Mul", [out, w])
+        terms.append(out)
+    if not terms:
+        zero = em.fresh("loss/zero")
+        em.inits[zero] = numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero)
+        terms = [zero]
+    em.nodes.append(helper.make_node("Sum", terms, ["loss"], name=em.fresh_node("loss")))
+    return helper.make_tensor_value_info("loss", TensorProto.FLOAT, [])
+
+
+def save(model: onnx.ModelProto, path, external_data: bool | None = None) -> None:
+    """Write a model atomically; tensors go to `PATH.data` beside it when the proto is too big.
+
+    ``external_data`` None decides by size. The caller's model is left untouched.
+    """
+    path = Path(path)
+    if external_data is None:
+        external_data = model.ByteSize() >= PROTO_LIMIT
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tmp = tmpdir / path.name
+        if external_data:
+            data_name = path.name + ".data"
+            copy = onnx.ModelProto()
+            copy.CopyFrom(model)  # converting to external data rewrites the tensors in place
+            onnx.save_model(copy, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=1024)
+            # The data lands first, so a model file never points at a missing or stale side file.
+            if (tmpdir / data_name).exists():
+                os.replace(tmpdir / data_name, path.parent / data_name)
+        else:
+            onnx.save_model(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

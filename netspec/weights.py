@@ -1,0 +1,111 @@
+"""Weights as numpy arrays keyed like a torch state dict: specs, fresh draws, safetensors files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from .errors import DataProblem
+from .graph import layers, type_of
+from .ops import WeightSpec, get_op
+
+
+def weight_specs(g: nx.DiGraph) -> dict[str, WeightSpec]:
+    """Every tensor of the model's state, keyed `layer.local` like the torch state dict."""
+    specs = {}
+    for name in layers(g):
+        node = g.nodes[name]
+        ins = [type_of(g, r) for r in node["args"]]
+        for local, spec in get_op(node["op"]).weights(node["params"], ins).items():
+            specs[f"{name}.{local}"] = spec
+    return specs
+
+
+def _draw(spec: WeightSpec, rng: np.random.Generator) -> np.ndarray:
+    kind = spec.init[0]
+    if kind == "zeros":
+        a = np.zeros(spec.shape)
+    elif kind == "ones":
+        a = np.ones(spec.shape)
+    elif kind == "uniform":
+        a = rng.uniform(-spec.init[1], spec.init[1], spec.shape)
+    elif kind == "normal":
+        a = rng.normal(0.0, spec.init[1], spec.shape)
+    else:
+        raise ValueError(f"unknown init {spec.init!r}")  # an op's bug, not the user's
+    return np.asarray(a, dtype=spec.dtype)
+
+
+def init_weights(g: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fresh weights drawn with numpy from each op's declared init, without torch."""
+    rng = np.random.default_rng(seed)
+    return {key: _draw(spec, rng) for key, spec in weight_specs(g).items()}
+
+
+def state_dict_arrays(module) -> dict[str, np.ndarray]:
+    """Numpy copies of a module's state dict: floats as float32, counters keep their int type."""
+    out = {}
+    for key, t in module.state_dict().items():
+        t = t.detach().cpu()
+        if t.is_floating_point():
+            t = t.float()
+        out[key] = t.numpy().copy()
+    return out
+
+
+def _names(keys, limit: int = 8) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_weights(arrays: dict[str, np.ndarray], g: nx.DiGraph, source: str) -> None:
+    """Raise a DataProblem naming the keys when `arrays` does not fit the spec's weights."""
+    specs = weight_specs(g)
+    missing = specs.keys() - arrays.keys()
+    extra = arrays.keys() - specs.keys()
+    hint = "was it trained from another spec?"
+    if missing:
+        raise DataProblem(f"{source} lacks {len(missing)} tensor{'s' if len(missing) > 1 else ''} "
+                          f"the spec needs: {_names(missing)}", hint=hint)
+    if extra:
+        raise DataProblem(f"{source} has {len(extra)} tensor{'s' if len(extra) > 1 else ''} "
+                          f"the spec does not know: {_names(extra)}", hint=hint)
+    wrong = [f"{k} is {list(arrays[k].shape)}, the spec wants {list(specs[k].shape)}"
+             for k in sorted(specs) if tuple(arrays[k].shape) != tuple(specs[k].shape)]
+    if wrong:
+        raise DataProblem(f"{source} has {len(wrong)} tensor{'s' if len(wrong) > 1 else ''} "
+                          f"of the wrong shape: " + "; ".join(wrong[:8]), hint=hint)
+
+
+def load_safetensors(path, g: nx.DiGraph) -> dict[str, np.ndarray]:
+    """Read a safetensors file and check it holds exactly the spec's weights."""
+    from safetensors.numpy import load_file
+    name = Path(path).name
+    try:
+        arrays = load_file(str(path))
+    except FileNotFoundError:
+        raise DataProblem(f"weights file {path} does not exist") from None
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise DataProblem(f"cannot read weights file {path}: {e}",
+                          hint="is it a safetensors file?") from None
+    check_weights(arrays, g, name)
+    return arrays
+
+
+def save_safetensors(arrays: dict[str, np.ndarray], path) -> None:
+    """Write arrays atomically: a crash leaves either the old file or the new one."""
+    from safetensors.numpy import save_file
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
