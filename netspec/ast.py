@@ -1,0 +1,212 @@
+"""The syntax tree of a .net file; every node carries the span it was written at."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Span
+
+
+@dataclass
+class Node:
+    span: Span = field(repr=False, compare=False)
+
+
+# Expressions ---------------------------------------------------------------------------------
+
+@dataclass
+class Num(Node):
+    value: int | float
+
+
+@dataclass
+class Str(Node):
+    value: str
+
+
+@dataclass
+class Bool(Node):
+    value: bool
+
+
+@dataclass
+class Name(Node):
+    id: str
+
+
+@dataclass
+class ListE(Node):
+    items: list[Any]
+
+
+@dataclass
+class Arg(Node):
+    name: str | None  # None for a positional argument
+    value: Any
+    name_span: Span | None = None
+
+
+@dataclass
+class Call(Node):
+    func: Any
+    args: list[Arg]
+
+
+@dataclass
+class Index(Node):
+    value: Any
+    index: Any
+
+
+@dataclass
+class Named(Node):
+    """`layer as name`: the layer takes this name instead of a numbered one."""
+
+    value: Any
+    name: str
+
+
+@dataclass
+class BinOp(Node):
+    op: str
+    left: Any
+    right: Any
+
+
+@dataclass
+class Neg(Node):
+    value: Any
+
+
+@dataclass
+class Not(Node):
+    value: Any
+
+
+@dataclass
+class BoolOp(Node):
+    op: str  # "and" | "or"
+    left: Any
+    right: Any
+
+
+@dataclass
+class Ternary(Node):
+    cond: Any
+    then: Any
+    other: Any
+
+
+@dataclass
+class Chain(Node):
+    items: list[Any]
+
+
+# Statements ----------------------------------------------------------------------------------
+
+@dataclass
+class TensorTypeE(Node):
+    dtype: str
+    dims: list[Any]
+
+
+@dataclass
+class InputItem(Node):
+    name: str
+    type: TensorTypeE | None
+
+
+@dataclass
+class InputDecl(Node):
+    items: list[InputItem]
+
+
+@dataclass
+class TargetDecl(Node):
+    name: str
+    type: TensorTypeE
+
+
+@dataclass
+class OutputDecl(Node):
+    name: str
+    value: Any | None
+    name_span: Span | None = None
+
+
+@dataclass
+class Assign(Node):
+    names: list[str]
+    value: Any
+    name_spans: list[Span] = field(default_factory=list)
+
+
+@dataclass
+class IfStmt(Node):
+    cond: Any
+    then: list[Any]
+    other: list[Any]
+
+
+@dataclass
+class LossStmt(Node):
+    op: str
+    args: list[Arg]
+
+
+@dataclass
+class Setting(Node):
+    name: str
+    value: Any
+
+
+@dataclass
+class TrainDef(Node):
+    settings: list[Setting]
+
+
+# Top level -----------------------------------------------------------------------------------
+
+@dataclass
+class Param(Node):
+    name: str
+    default: Any | None
+
+
+@dataclass
+class BlockDef(Node):
+    name: str
+    params: list[Param]
+    body: list[Any]
+    path: str = ""
+
+
+@dataclass
+class NetworkDef(Node):
+    name: str
+    params: list[Param]
+    body: list[Any]
+    path: str = ""
+
+
+@dataclass
+class NetworkAlias(Node):
+    """`network ResNet50 = ResNet(depths=[3, 4, 6, 3])`."""
+
+    name: str
+    target: str
+    args: list[Arg]
+    path: str = ""
+
+
+@dataclass
+class Import(Node):
+    path: str
+    names: list[tuple[str, Span]] | None  # None imports every block and network
+
+
+@dataclass
+class Module(Node):
+    path: str
+    items: list[Any]

@@ -1,0 +1,277 @@
+"""Parse: .net text -> AST (`netspec.ast`), with located syntax errors."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .errors import LimitProblem, Span, SyntaxProblem, remember_source
+
+MAX_DEPTH = 100  # nesting of expressions; deeper specs are refused, never a RecursionError
+
+KEYWORDS = {"import", "from", "block", "network", "input", "target", "output", "loss", "train",
+            "if", "else", "true", "false", "and", "or", "not", "as"}
+
+
+def _grammar_path() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "grammars" / "netspec.lark", here.parent / "grammars" / "netspec.lark"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("netspec.lark is missing from this installation")
+
+
+@lru_cache(maxsize=1)
+def parser() -> Lark:
+    return Lark(_grammar_path().read_text(encoding="utf-8"), parser="lalr",
+                propagate_positions=True, maybe_placeholders=True)
+
+
+def _span(path: str, meta) -> Span:
+    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(path: str, tok: Token) -> Span:
+    return Span(path, tok.line, tok.column, tok.end_line or tok.line,
+                tok.end_column or tok.column + len(tok))
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def s(self, meta) -> Span:
+        return _span(self.path, meta)
+
+    # expressions
+    def name(self, meta, c):
+        return ast.Name(self.s(meta), str(c[0]))
+
+    def number(self, meta, c):
+        text = str(c[0])
+        value = float(text) if any(ch in text for ch in ".eE") else int(text)
+        return ast.Num(self.s(meta), value)
+
+    def string(self, meta, c):
+        return ast.Str(self.s(meta), str(c[0])[1:-1])
+
+    def true(self, meta, c):
+        return ast.Bool(self.s(meta), True)
+
+    def false(self, meta, c):
+        return ast.Bool(self.s(meta), False)
+
+    def list_(self, meta, c):
+        return ast.ListE(self.s(meta), [x for x in c if x is not None])
+
+    def args(self, meta, c):
+        return [a if isinstance(a, ast.Arg) else ast.Arg(a.span, None, a) for a in c if a is not None]
+
+    def kwarg(self, meta, c):
+        return ast.Arg(self.s(meta), str(c[0]), c[1], _tok_span(self.path, c[0]))
+
+    def call(self, meta, c):
+        return ast.Call(self.s(meta), c[0], c[1] or [])
+
+    def index(self, meta, c):
+        return ast.Index(self.s(meta), c[0], c[1])
+
+    def named(self, meta, c):
+        return ast.Named(self.s(meta), c[0], str(c[1]))
+
+    def binop(self, meta, c):
+        return ast.BinOp(self.s(meta), str(c[1]), c[0], c[2])
+
+    def compare(self, meta, c):
+        return ast.BinOp(self.s(meta), str(c[1]), c[0], c[2])
+
+    def neg(self, meta, c):
+        return ast.Neg(self.s(meta), c[1])
+
+    def not_(self, meta, c):
+        return ast.Not(self.s(meta), c[0])
+
+    def and_(self, meta, c):
+        return ast.BoolOp(self.s(meta), "and", c[0], c[1])
+
+    def or_(self, meta, c):
+        return ast.BoolOp(self.s(meta), "or", c[0], c[1])
+
+    def ternary(self, meta, c):
+        return ast.Ternary(self.s(meta), c[0], c[1], c[2])
+
+    def chain(self, meta, c):
+        return ast.Chain(self.s(meta), list(c))
+
+    # statements
+    def tensor_type(self, meta, c):
+        return ast.TensorTypeE(self.s(meta), str(c[0]), [d for d in c[1:] if d is not None])
+
+    def input_item(self, meta, c):
+        return ast.InputItem(self.s(meta), str(c[0]), c[1])
+
+    def input_decl(self, meta, c):
+        return ast.InputDecl(self.s(meta), list(c))
+
+    def target_decl(self, meta, c):
+        return ast.TargetDecl(self.s(meta), str(c[0]), c[1])
+
+    def output_decl(self, meta, c):
+        return ast.OutputDecl(self.s(meta), str(c[0]), c[1], _tok_span(self.path, c[0]))
+
+    def assign(self, meta, c):
+        names = c[:-1]
+        return ast.Assign(self.s(meta), [str(n) for n in names], c[-1],
+                          [_tok_span(self.path, n) for n in names])
+
+    def body(self, meta, c):
+        return list(c)
+
+    def if_stmt(self, meta, c):
+        other = c[2]
+        if isinstance(other, ast.IfStmt):
+            other = [other]
+        return ast.IfStmt(self.s(meta), c[0], c[1], other or [])
+
+    def loss_stmt(self, meta, c):
+        return ast.LossStmt(self.s(meta), str(c[0]), c[1] or [])
+
+    def setting(self, meta, c):
+        return ast.Setting(self.s(meta), str(c[0]), c[1])
+
+    def train_def(self, meta, c):
+        return ast.TrainDef(self.s(meta), list(c))
+
+    # top level
+    def param(self, meta, c):
+        return ast.Param(self.s(meta), str(c[0]), c[1])
+
+    def params(self, meta, c):
+        return [p for p in c if p is not None]
+
+    def block_def(self, meta, c):
+        return ast.BlockDef(self.s(meta), str(c[0]), c[1] or [], c[2], self.path)
+
+    def network_def(self, meta, c):
+        return ast.NetworkDef(self.s(meta), str(c[0]), c[1] or [], c[2], self.path)
+
+    def network_alias(self, meta, c):
+        return ast.NetworkAlias(self.s(meta), str(c[0]), str(c[1]), c[2] or [], self.path)
+
+    def import_all(self, meta, c):
+        return ast.Import(self.s(meta), str(c[0])[1:-1], None)
+
+    def import_from(self, meta, c):
+        return ast.Import(self.s(meta), str(c[0])[1:-1], [(str(n), _tok_span(self.path, n)) for n in c[1:]])
+
+    def start(self, meta, c):
+        return list(c)
+
+
+def _check_depth(tree: Tree, path: str) -> None:
+    """Refuse absurd nesting before any recursive walk could overflow Python's stack."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            span = _span(path, node.meta) if not node.meta.empty else None
+            raise LimitProblem(f"expressions are nested more than {MAX_DEPTH} levels deep", span,
+                               hint="split the expression with named intermediate tensors or blocks")
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
+_READABLE = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "COMP_OP": "a comparison",
+             "MUL_OP": "'*'", "PLUS": "'+'", "MINUS": "'-'", "POW": "'**'", "$END": "end of file"}
+
+
+def _describe(terminals: set[str]) -> str:
+    p = parser()
+    names = []
+    for t in sorted(terminals):
+        if t in _READABLE:
+            names.append(_READABLE[t])
+            continue
+        try:
+            pattern = p.get_terminal(t).pattern
+            names.append(f"'{pattern.value}'" if pattern.type == "str" else t.lower())
+        except KeyError:
+            names.append(t.lower())
+    names = sorted(set(names), key=lambda s: (not s.startswith("'"), s))
+    if len(names) > 8:
+        return ", ".join(names[:8]) + ", ..."
+    return " or ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
+    line, col = e.line, e.column
+    hint = None
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
+        msg = f"unexpected character {ch!r}"
+        if ch == ">" and e.pos_in_stream > 0 and text[e.pos_in_stream - 1] == "=":
+            hint = "layers are chained with '->', not '=>'"
+        elif ch == ";":
+            hint = "statements need no ';': a new line or a space separates them"
+        elif ch in "{}" or ch == ":":
+            hint = "check the line above for a missing bracket or parenthesis"
+        span = Span(path, line, col, line, col + 1)
+        return SyntaxProblem(msg, span, hint)
+    if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        expected = _describe(set(e.expected))
+        opened = text.count("{") - text.count("}")
+        hint = "a '{' is never closed" if opened > 0 else None
+        if hint is None and text.count("(") > text.count(")"):
+            hint = "a '(' is never closed"
+        return SyntaxProblem(f"unexpected end of file, expected {expected}", Span(path, line, col, line, col + 1), hint)
+    tok = getattr(e, "token", None) or Token("$END", "")
+    shown = str(tok)
+    expected = set(e.expected)
+    msg = f"unexpected {shown!r}, expected {_describe(expected)}"
+    if shown == "=" and text[tok.end_pos:tok.end_pos + 1] == ">":
+        hint = "layers are chained with '->', not '=>'"
+    elif shown in KEYWORDS and "NAME" in expected:
+        hint = f"'{shown}' is a keyword and cannot be used as a name"
+    elif tok.type in ("NAME", "NUMBER", "STRING") and "COMMA" in expected and "RPAR" in expected:
+        hint = "is a ',' missing between the arguments?"
+    elif tok.type in ("NAME", "NUMBER", "STRING") and "RSQB" in expected and "COMMA" in expected:
+        hint = "is a ',' missing between the items?"
+    elif shown == "=" and "RPAR" in expected:
+        hint = "a keyword argument is written name=value, with a plain name before '='"
+    elif shown == "{" and "LPAR" in expected:
+        hint = "a block needs a parameter list, even an empty one: block Name() { ... }"
+    end = tok.end_column if tok.end_column and tok.end_line == tok.line else col + max(1, len(shown))
+    return SyntaxProblem(msg, Span(path, line, col, line, end), hint)
+
+
+def parse(text: str, path: str = "<string>") -> list:
+    """Parse one file's text into its top-level items."""
+    remember_source(path, text)
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, path, text) from None
+    _check_depth(tree, path)
+    return _ToAst(path).transform(tree)
+
+
+def parse_file(path: str | Path) -> list:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SyntaxProblem(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SyntaxProblem(f"{path}: is a directory, not a .net file") from None
+    except UnicodeDecodeError as e:
+        raise SyntaxProblem(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise SyntaxProblem(f"{path}: cannot read ({e.strerror})") from None
+    return parse(text, str(path))
