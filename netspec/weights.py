@@ -35,6 +35,8 @@ def _draw(spec: WeightSpec, rng: np.random.Generator) -> np.ndarray:
         a = rng.uniform(-spec.init[1], spec.init[1], spec.shape)
     elif kind == "normal":
         a = rng.normal(0.0, spec.init[1], spec.shape)
+    elif kind == "constant":
+        a = np.full(spec.shape, spec.init[1])
     else:
         raise ValueError(f"unknown init {spec.init!r}")  # an op's bug, not the user's
     return np.asarray(a, dtype=spec.dtype)
