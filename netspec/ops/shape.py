@@ -1,0 +1,308 @@
+"""Ops that move elements around without computing: flatten, reshape, permute, squeeze; and the
+pass-throughs (Identity, Dropout in eval mode)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import Field, field_validator
+from typing_extensions import Annotated
+
+from ..errors import OpError
+from ..types import Dim, TensorType, norm_axis
+from .registry import Call, Float, Int, Op, Params, register
+
+
+def _axis(dim: int, rank: int, param: str, x: TensorType) -> int:
+    a = norm_axis(dim, rank)
+    if a is None:
+        raise OpError(f"{param}={dim} is out of range for the {x.rank}-d input {x}", param=param)
+    return a
+
+
+def onnx_reshape(ctx, x: str, in_type: TensorType, out_shape: tuple[Dim, ...], source: dict[int, int],
+                 output: list[str] | None = None) -> str:
+    """Emit a Reshape of `x` to `out_shape`; `source` maps each symbolic output dim to its input dim."""
+    symbolic = [j for j, d in enumerate(out_shape) if isinstance(d, str)]
+    if all(source[j] == j for j in symbolic):
+        # ONNX Reshape's 0 copies the input dim at the same index: the common case of the batch.
+        target = [0 if isinstance(d, str) else d for d in out_shape]
+    elif len(symbolic) == 1:
+        target = [-1 if isinstance(d, str) else d for d in out_shape]
+    else:
+        # Symbolic dims that move: read them from the input's shape at run time.
+        (dims,) = ctx.node("Shape", [x])
+        parts = []
+        for j, d in enumerate(out_shape):
+            if isinstance(d, str):
+                (part,) = ctx.node("Gather", [dims, ctx.const(np.array([source[j]], dtype=np.int64), "i")],
+                                   axis=0)
+            else:
+                part = ctx.const(np.array([d], dtype=np.int64), "dim")
+            parts.append(part)
+        (shape,) = ctx.node("Concat", parts, axis=0)
+        return ctx.node("Reshape", [x, shape], output)[0]
+    return ctx.node("Reshape", [x, ctx.const(np.array(target, dtype=np.int64), "shape")], output)[0]
+
+
+@register
+class Flatten(Op):
+    doc = "Merge dims start_dim..end_dim into one: [N, C, H, W] -> [N, C*H*W] by default."
+    positional = ("start_dim",)
+
+    class Params(Params):
+        start_dim: Int = 1
+        end_dim: Int = -1
+
+    @staticmethod
+    def _span(p, x: TensorType) -> tuple[int, int]:
+        if x.rank == 0:
+            raise OpError("cannot flatten a scalar")
+        s = _axis(p.start_dim, x.rank, "start_dim", x)
+        e = _axis(p.end_dim, x.rank, "end_dim", x)
+        if s > e:
+            raise OpError(f"start_dim={p.start_dim} comes after end_dim={p.end_dim} in the {x.rank}-d input {x}",
+                          param="start_dim")
+        return s, e
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        s, e = Flatten._span(p, x)
+        merged = x.shape[s:e + 1]
+        sym = [d for d in merged if isinstance(d, str)]
+        if sym and len(merged) > 1:
+            raise OpError(f"cannot flatten the symbolic dim {sym[0]} together with others: dims {s}..{e} "
+                          f"of {x} would have an unknown size", param="start_dim",
+                          hint="flatten only fixed dims, e.g. start_dim=1 to keep the batch")
+        size = merged[0] if sym else math.prod(merged)
+        return [x.with_shape(x.shape[:s] + (size,) + x.shape[e + 1:])]
+
+    @staticmethod
+    def torch(p, ins):
+        import torch
+        return Call(torch.flatten, {"start_dim": p.start_dim, "end_dim": p.end_dim})
+
+    @staticmethod
+    def onnx(ctx):
+        x = ctx.in_types[0]
+        s, e = Flatten._span(ctx.params, x)
+        out = ctx.out_types[0].shape
+        # An output dim before the merge reads the same input dim; after it, one shifted by the merge.
+        source = {j: (j if j <= s else j + e - s) for j in range(len(out))}
+        onnx_reshape(ctx, ctx.inputs[0], x, out, source, ctx.outputs)
+
+
+@register
+class Reshape(Op):
+    doc = ("Reshape every dim but the batch (dim 0, which stays as it is): `shape` lists the new "
+           "dims after it, one of which may be -1.")
+    positional = ("shape",)
+
+    class Params(Params):
+        shape: list[Int]
+
+        @field_validator("shape")
+        @classmethod
+        def _valid(cls, v):
+            if any(d == 0 or d < -1 for d in v):
+                raise ValueError(f"dims must be positive or -1, got {v}")
+            if v.count(-1) > 1:
+                raise ValueError(f"at most one dim may be -1, got {v}")
+            return v
+
+    @staticmethod
+    def _dims(p, x: TensorType) -> list[int]:
+        """The new dims after the batch, with -1 resolved."""
+        if x.rank == 0:
+            raise OpError("cannot reshape a scalar: it has no batch dim to keep")
+        rest = x.shape[1:]
+        sym = [d for d in rest if isinstance(d, str)]
+        if sym:
+            raise OpError(f"cannot reshape {x}: dim {x.shape.index(sym[0], 1)} is symbolic ({sym[0]}); "
+                          "only the batch dim 0 may be", param="shape")
+        have = math.prod(rest)
+        known = math.prod(d for d in p.shape if d != -1)
+        if -1 in p.shape:
+            if have % known:
+                raise OpError(f"cannot reshape {x} to [{x.shape[0]},{','.join(map(str, p.shape))}]: "
+                              f"{have} elements per item are not a multiple of {known}", param="shape")
+            return [have // known if d == -1 else d for d in p.shape]
+        if have != known:
+            raise OpError(f"cannot reshape {x} to [{x.shape[0]},{','.join(map(str, p.shape))}]: "
+                          f"{have} elements per item, the new shape holds {known}", param="shape",
+                          hint="`shape` excludes the batch dim 0")
+        return list(p.shape)
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        return [x.with_shape((x.shape[0], *Reshape._dims(p, x)))]
+
+    @staticmethod
+    def torch(p, ins):
+        import torch
+        return Call(torch.reshape, {"shape": (-1, *Reshape._dims(p, ins[0]))})
+
+    @staticmethod
+    def onnx(ctx):
+        x = ctx.in_types[0]
+        onnx_reshape(ctx, ctx.inputs[0], x, ctx.out_types[0].shape, {0: 0}, ctx.outputs)
+
+
+@register
+class Permute(Op):
+    doc = "Reorder all dims, the batch included: dims=[0, 2, 3, 1] takes NCHW to NHWC."
+    positional = ("dims",)
+
+    class Params(Params):
+        dims: list[Int]
+
+    @staticmethod
+    def _perm(p, x: TensorType) -> list[int]:
+        perm = [norm_axis(d, x.rank) for d in p.dims]
+        if len(perm) != x.rank or None in perm or sorted(perm) != list(range(x.rank)):
+            raise OpError(f"dims={list(p.dims)} is not a permutation of the {x.rank} dims of {x}", param="dims")
+        return perm
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        return [x.with_shape(tuple(x.shape[d] for d in Permute._perm(p, x)))]
+
+    @staticmethod
+    def torch(p, ins):
+        import torch
+        return Call(torch.permute, {"dims": tuple(Permute._perm(p, ins[0]))})
+
+    @staticmethod
+    def onnx(ctx):
+        ctx.node("Transpose", ctx.inputs, ctx.outputs, perm=Permute._perm(ctx.params, ctx.in_types[0]))
+
+
+@register
+class Transpose(Op):
+    doc = "Swap two dims."
+    positional = ("dim0", "dim1")
+
+    class Params(Params):
+        dim0: Int
+        dim1: Int
+
+    @staticmethod
+    def _perm(p, x: TensorType) -> list[int]:
+        a = _axis(p.dim0, x.rank, "dim0", x)
+        b = _axis(p.dim1, x.rank, "dim1", x)
+        perm = list(range(x.rank))
+        perm[a], perm[b] = b, a
+        return perm
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        return [x.with_shape(tuple(x.shape[d] for d in Transpose._perm(p, x)))]
+
+    @staticmethod
+    def torch(p, ins):
+        import torch
+        return Call(torch.transpose, {"dim0": p.dim0, "dim1": p.dim1})
+
+    @staticmethod
+    def onnx(ctx):
+        ctx.node("Transpose", ctx.inputs, ctx.outputs, perm=Transpose._perm(ctx.params, ctx.in_types[0]))
+
+
+@register
+class Unsqueeze(Op):
+    doc = "Insert a dim of size 1 at `dim`."
+    positional = ("dim",)
+
+    class Params(Params):
+        dim: Int
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        a = norm_axis(p.dim, x.rank + 1)
+        if a is None:
+            raise OpError(f"dim={p.dim} is out of range for inserting into the {x.rank}-d input {x}", param="dim")
+        return [x.with_shape(x.shape[:a] + (1,) + x.shape[a:])]
+
+    @staticmethod
+    def torch(p, ins):
+        import torch
+        return Call(torch.unsqueeze, {"dim": p.dim})
+
+    @staticmethod
+    def onnx(ctx):
+        axes = ctx.const(np.array([ctx.params.dim], dtype=np.int64), "axes")
+        ctx.node("Unsqueeze", [ctx.inputs[0], axes], ctx.outputs)
+
+
+@register
+class Squeeze(Op):
+    doc = "Remove the dim `dim`, which must have size 1."
+    positional = ("dim",)
+
+    class Params(Params):
+        dim: Int
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        a = _axis(p.dim, x.rank, "dim", x)
+        if x.shape[a] != 1:
+            raise OpError(f"dim {a} of {x} has size {x.shape[a]}, not 1", param="dim")
+        return [x.with_shape(x.shape[:a] + x.shape[a + 1:])]
+
+    @staticmethod
+    def torch(p, ins):
+        import torch
+        return Call(torch.squeeze, {"dim": p.dim})
+
+    @staticmethod
+    def onnx(ctx):
+        axes = ctx.const(np.array([ctx.params.dim], dtype=np.int64), "axes")
+        ctx.node("Squeeze", [ctx.inputs[0], axes], ctx.outputs)
+
+
+@register
+class Identity(Op):
+    doc = "The input, unchanged."
+
+    @staticmethod
+    def shape(p, ins):
+        return [ins[0]]
+
+    @staticmethod
+    def torch(p, ins):
+        from torch import nn
+        return nn.Identity()
+
+    @staticmethod
+    def onnx(ctx):
+        ctx.node("Identity", ctx.inputs, ctx.outputs)
+
+
+@register
+class Dropout(Op):
+    doc = "Zero each element with probability p while training (scaling the rest); the identity in eval."
+    positional = ("p",)
+
+    class Params(Params):
+        p: Annotated[Float, Field(ge=0, lt=1)] = 0.5
+
+    @staticmethod
+    def shape(p, ins):
+        return [ins[0]]
+
+    @staticmethod
+    def torch(p, ins):
+        from torch import nn
+        return nn.Dropout(p.p)  # a module, not a Call, so that train() and eval() switch it
+
+    @staticmethod
+    def onnx(ctx):
+        # The ONNX model is for inference, where dropout does nothing.
+        ctx.node("Identity", ctx.inputs, ctx.outputs)
