@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .errors import DataProblem
+from .errors import DataProblem, OpError, ShapeProblem
 from .graph import Ref, layers, type_of
 from .ops import get_op
 from .types import TensorType
@@ -145,7 +145,11 @@ def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_
             outs.append(values[ref])
         ctx = Context(em, name, p, [type_of(g, r) for r in node["args"]], node["types"],
                       [values[r] for r in node["args"]], outs)
-        op.onnx(ctx)
+        try:
+            op.onnx(ctx)
+        except OpError as e:
+            raise ShapeProblem(f"{node['op']} '{name}': {e.message}",
+                               node.get("param_spans", {}).get(e.param) or node.get("span"), e.hint) from None
 
     for out_name, ref, _ in g.graph["outputs"]:
         if values[ref] != out_name:

@@ -1,0 +1,253 @@
+"""Pooling layers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import OpError
+from .registry import Op, Params, PosInt, NonNegInt, check_rank, register, static_dim
+
+IntOrPairOpt = PosInt | tuple[PosInt, PosInt] | None
+NonNegIntOrPair = NonNegInt | tuple[NonNegInt, NonNegInt]
+
+
+def _tup(v, n: int) -> tuple[int, ...]:
+    return (v,) * n if isinstance(v, int) else tuple(v)
+
+
+def pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """torch's output length: with ceil_mode, a last window starting in the right padding is dropped."""
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _numel(t) -> int:
+    return math.prod(d for d in t.shape if isinstance(d, int))
+
+
+class _Pool(Op):
+    """Max and average pooling over `nd` spatial dims, with torch's semantics."""
+
+    nd = 0
+    onnx_op = ""
+    positional = ("kernel",)
+
+    @classmethod
+    def _geometry(cls, p):
+        k = _tup(p.kernel, cls.nd)
+        s = _tup(p.stride, cls.nd) if p.stride is not None else k
+        pad = _tup(p.padding, cls.nd)
+        d = _tup(getattr(p, "dilation", 1), cls.nd)
+        return k, s, pad, d
+
+    @classmethod
+    def shape(cls, p, ins):
+        (x,) = ins
+        check_rank(x, cls.nd + 2)
+        for name in ("kernel", "stride", "padding", "dilation"):
+            v = getattr(p, name, None)
+            if isinstance(v, tuple) and len(v) != cls.nd:
+                raise OpError(f"{name} has {len(v)} values, this op has {cls.nd} spatial dims", param=name)
+        k, s, pad, d = cls._geometry(p)
+        if any(pi > ki // 2 for pi, ki in zip(pad, k)):
+            raise OpError(f"padding {p.padding} is more than half the kernel {p.kernel}, which torch refuses",
+                          param="padding")
+        spatial = []
+        for i in range(cls.nd):
+            n = x.shape[2 + i]
+            if isinstance(n, str):
+                spatial.append(n)
+                continue
+            out = pool_out(n, k[i], s[i], pad[i], d[i], p.ceil_mode)
+            if out < 1:
+                raise OpError(f"kernel {p.kernel} does not fit the padded input {x}", param="kernel")
+            spatial.append(out)
+        return [x.with_shape((*x.shape[:2], *spatial))]
+
+    @classmethod
+    def _onnx_pads(cls, ctx, k, s, pad, d) -> tuple[list[int], int]:
+        """Begin and end pads that give torch's output length with ONNX's floor rule, and ceil_mode.
+
+        torch and ONNX runtimes disagree on ceil_mode's last window, so a static size is lowered
+        to extra end padding (ignored by MaxPool, not counted by AveragePool) instead.
+        """
+        x = ctx.in_types[0]
+        ends, ceil = [], 0
+        for i in range(cls.nd):
+            n = x.shape[2 + i]
+            if not ctx.params.ceil_mode:
+                ends.append(pad[i])
+            elif isinstance(n, str):
+                ends.append(pad[i])
+                ceil = 1
+            else:
+                out = pool_out(n, k[i], s[i], pad[i], d[i], True)
+                extra = max(0, (out - 1) * s[i] + d[i] * (k[i] - 1) + 1 - (n + 2 * pad[i]))
+                ends.append(pad[i] + extra)
+        return list(pad) + ends, ceil
+
+    @classmethod
+    def flops(cls, p, ins, outs):
+        return _numel(outs[0]) * math.prod(_tup(p.kernel, cls.nd))
+
+
+class _MaxPool(_Pool):
+    @classmethod
+    def torch(cls, p, ins):
+        from torch import nn
+        k, s, pad, d = cls._geometry(p)
+        mod = {1: nn.MaxPool1d, 2: nn.MaxPool2d}[cls.nd]
+        return mod(k, stride=s, padding=pad, dilation=d, ceil_mode=p.ceil_mode)
+
+    @classmethod
+    def onnx(cls, ctx):
+        k, s, pad, d = cls._geometry(ctx.params)
+        pads, ceil = cls._onnx_pads(ctx, k, s, pad, d)
+        ctx.node("MaxPool", ctx.inputs, ctx.outputs, kernel_shape=list(k), strides=list(s), pads=pads,
+                 dilations=list(d), ceil_mode=ceil)
+
+
+class _AvgPool(_Pool):
+    @classmethod
+    def torch(cls, p, ins):
+        from torch import nn
+        k, s, pad, _ = cls._geometry(p)
+        mod = {1: nn.AvgPool1d, 2: nn.AvgPool2d}[cls.nd]
+        return mod(k, stride=s, padding=pad, ceil_mode=p.ceil_mode, count_include_pad=p.count_include_pad)
+
+    @classmethod
+    def onnx(cls, ctx):
+        p = ctx.params
+        k, s, pad, d = cls._geometry(p)
+        pads, ceil = cls._onnx_pads(ctx, k, s, pad, d)
+        x = ctx.inputs[0]
+        if p.count_include_pad and any(pad):
+            # torch counts the declared zero padding but never a ceil_mode overhang past it:
+            # pad with real zeros, then let AveragePool count only what is inside.
+            amounts = np.array([0, 0, *pad, 0, 0, *pad], np.int64)
+            (x,) = ctx.node("Pad", [x, ctx.const(amounts, "pads")])
+            pads = [0] * cls.nd + [e - b for b, e in zip(pads[:cls.nd], pads[cls.nd:])]
+        ctx.node("AveragePool", [x], ctx.outputs, kernel_shape=list(k), strides=list(s), pads=pads,
+                 ceil_mode=ceil, count_include_pad=0)
+
+
+@register
+class MaxPool2d(_MaxPool):
+    doc = "2-d max pooling over [N, C, H, W]; stride defaults to the kernel."
+    nd = 2
+
+    class Params(Params):
+        kernel: PosInt | tuple[PosInt, PosInt]
+        stride: IntOrPairOpt = None
+        padding: NonNegIntOrPair = 0
+        dilation: PosInt | tuple[PosInt, PosInt] = 1
+        ceil_mode: bool = False
+
+
+@register
+class MaxPool1d(_MaxPool):
+    doc = "1-d max pooling over [N, C, L]; stride defaults to the kernel."
+    nd = 1
+
+    class Params(Params):
+        kernel: PosInt | tuple[PosInt]
+        stride: PosInt | tuple[PosInt] | None = None
+        padding: NonNegInt | tuple[NonNegInt] = 0
+        dilation: PosInt | tuple[PosInt] = 1
+        ceil_mode: bool = False
+
+
+@register
+class AvgPool2d(_AvgPool):
+    doc = "2-d average pooling over [N, C, H, W]; stride defaults to the kernel."
+    nd = 2
+
+    class Params(Params):
+        kernel: PosInt | tuple[PosInt, PosInt]
+        stride: IntOrPairOpt = None
+        padding: NonNegIntOrPair = 0
+        ceil_mode: bool = False
+        count_include_pad: bool = True
+
+
+@register
+class AvgPool1d(_AvgPool):
+    doc = "1-d average pooling over [N, C, L]; stride defaults to the kernel."
+    nd = 1
+
+    class Params(Params):
+        kernel: PosInt | tuple[PosInt]
+        stride: PosInt | tuple[PosInt] | None = None
+        padding: NonNegInt | tuple[NonNegInt] = 0
+        ceil_mode: bool = False
+        count_include_pad: bool = True
+
+
+@register
+class AdaptiveAvgPool2d(Op):
+    doc = "Average pooling of [N, C, H, W] to a fixed [output_size] grid."
+    positional = ("output_size",)
+
+    class Params(Params):
+        output_size: PosInt | tuple[PosInt, PosInt]
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        check_rank(x, 4)
+        return [x.with_shape((*x.shape[:2], *_tup(p.output_size, 2)))]
+
+    @staticmethod
+    def torch(p, ins):
+        from torch import nn
+        return nn.AdaptiveAvgPool2d(_tup(p.output_size, 2))
+
+    @staticmethod
+    def onnx(ctx):
+        out = _tup(ctx.params.output_size, 2)
+        if out == (1, 1):
+            ctx.node("GlobalAveragePool", ctx.inputs, ctx.outputs)
+            return
+        x = ctx.in_types[0]
+        size = tuple(static_dim(x, 2 + i, "spatial size for an ONNX adaptive pool") for i in range(2))
+        if any(n % o for n, o in zip(size, out)):
+            raise OpError(f"the ONNX lowering needs the input size {size[0]}x{size[1]} to be divisible by "
+                          f"output_size {out[0]}x{out[1]}", param="output_size",
+                          hint="pick an output size that divides the input, or use output_size=1")
+        k = [n // o for n, o in zip(size, out)]
+        ctx.node("AveragePool", ctx.inputs, ctx.outputs, kernel_shape=k, strides=k)
+
+    @staticmethod
+    def flops(p, ins, outs):
+        return _numel(ins[0])
+
+
+@register
+class GlobalAvgPool(Op):
+    doc = "Mean over all spatial dims of [N, C, *], keeping them as size 1: [N, C, 1, 1]."
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        if x.rank < 3:
+            raise OpError(f"expects [N, C, *spatial] of rank 3 or more, got {x.rank}-d {x}")
+        return [x.with_shape((*x.shape[:2], *([1] * (x.rank - 2))))]
+
+    @staticmethod
+    def torch(p, ins):
+        import torch
+        from .registry import Call
+        return Call(torch.mean, {"dim": tuple(range(2, ins[0].rank)), "keepdim": True})
+
+    @staticmethod
+    def onnx(ctx):
+        ctx.node("GlobalAveragePool", ctx.inputs, ctx.outputs)
+
+    @staticmethod
+    def flops(p, ins, outs):
+        return _numel(ins[0])
