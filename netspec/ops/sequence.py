@@ -1,0 +1,308 @@
+"""Sequence ops: Embedding, MultiHeadAttention, LSTM and GRU (batch first by default)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from pydantic import Field, model_validator
+from typing_extensions import Annotated
+
+from ..errors import OpError
+from ..types import TensorType, is_float
+from .activation import numel_known, scalar
+from .registry import Float, Int, Op, Params, PosInt, WeightSpec, check_rank, register, static_dim
+
+Probability = Annotated[Float, Field(ge=0, lt=1)]
+
+
+@register
+class Embedding(Op):
+    doc = "Look up a learnt vector per integer index: int [N, ...] -> float32 [N, ..., embedding_dim]."
+    positional = ("num_embeddings", "embedding_dim")
+
+    class Params(Params):
+        num_embeddings: PosInt
+        embedding_dim: PosInt
+        padding_idx: Int | None = None  # this row's vector stays zero and gets no gradient
+
+        @model_validator(mode="after")
+        def _padding_in_range(self):
+            n = self.num_embeddings
+            if self.padding_idx is not None and not -n <= self.padding_idx < n:
+                raise ValueError(f"padding_idx={self.padding_idx} is outside [-{n}, {n})")
+            return self
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        if x.dtype not in ("int64", "int32"):
+            raise OpError(f"expects int64 or int32 indices, got {x.full()}",
+                          hint="feed class or token ids, not features")
+        return [TensorType("float32", x.shape + (p.embedding_dim,))]
+
+    @staticmethod
+    def weights(p, ins):
+        # torch also zeroes the padding row at init, which a WeightSpec cannot say.
+        return {"weight": WeightSpec((p.num_embeddings, p.embedding_dim), ("normal", 1.0))}
+
+    @staticmethod
+    def torch(p, ins):
+        from torch import nn
+        return nn.Embedding(p.num_embeddings, p.embedding_dim, padding_idx=p.padding_idx)
+
+    @staticmethod
+    def onnx(ctx):
+        ctx.node("Gather", [ctx.weight("weight"), ctx.inputs[0]], ctx.outputs, axis=0)
+
+
+@functools.cache
+def _attention_module():
+    import torch
+    from torch import nn
+
+    class Attention(nn.MultiheadAttention):
+        """nn.MultiheadAttention (its state-dict keys unchanged) returning only the output."""
+
+        def __init__(self, embed_dim, heads, dropout, bias, causal):
+            super().__init__(embed_dim, heads, dropout=dropout, bias=bias, batch_first=True)
+            self.causal = causal
+
+        def forward(self, query, key=None, value=None):
+            if key is None:
+                key = value = query
+            mask = None
+            if self.causal:
+                mask = torch.ones(query.shape[1], key.shape[1], dtype=torch.bool, device=query.device).triu(1)
+            return super().forward(query, key, value, need_weights=False, attn_mask=mask)[0]
+
+    return Attention
+
+
+@register
+class MultiHeadAttention(Op):
+    doc = ("Scaled dot-product attention with `heads` heads over [N, L, E]: one input attends to itself, "
+           "three are (query, key, value). E is inferred.")
+    positional = ("heads",)
+    arity = (1, 3)
+
+    class Params(Params):
+        heads: PosInt
+        dropout: Probability = 0.0  # on the attention weights, while training
+        bias: bool = True
+        causal: bool = False  # position i attends only to positions <= i
+
+    @staticmethod
+    def shape(p, ins):
+        if len(ins) == 2:
+            raise OpError("expects 1 input (self-attention) or 3 (query, key, value), got 2")
+        for t in ins:
+            check_rank(t, 3, "[N, L, E] input")
+            if not is_float(t):
+                raise OpError(f"expects float inputs, got {t.full()}")
+        q = ins[0]
+        e = static_dim(q, 2, "embedding size")
+        if e % p.heads:
+            raise OpError(f"embedding size {e} of {q} is not divisible by heads={p.heads}", param="heads")
+        if len(ins) == 3:
+            _, k, v = ins
+            if k.shape[2] != e or v.shape[2] != e:
+                raise OpError(f"query, key and value need one embedding size, got {q}, {k}, {v}")
+            if k.shape[1] != v.shape[1]:
+                raise OpError(f"key and value need one length, got {k} and {v}")
+            if not q.shape[0] == k.shape[0] == v.shape[0]:
+                raise OpError(f"query, key and value need one batch size, got {q}, {k}, {v}")
+        return [q]
+
+    @staticmethod
+    def weights(p, ins):
+        e = ins[0].shape[2]
+        w = {"in_proj_weight": WeightSpec((3 * e, e), ("uniform", math.sqrt(6 / (4 * e)))),
+             "out_proj.weight": WeightSpec((e, e), ("uniform", 1 / math.sqrt(e)))}
+        if p.bias:
+            w["in_proj_bias"] = WeightSpec((3 * e,), ("zeros",))
+            w["out_proj.bias"] = WeightSpec((e,), ("zeros",))
+        return w
+
+    @staticmethod
+    def torch(p, ins):
+        return _attention_module()(ins[0].shape[2], p.heads, p.dropout, p.bias, p.causal)
+
+    @staticmethod
+    def onnx(ctx):
+        from onnx import numpy_helper
+        p, q_type = ctx.params, ctx.in_types[0]
+        e = q_type.shape[2]
+        h, d = p.heads, e // p.heads
+        xs = ctx.inputs * 3 if len(ctx.inputs) == 1 else ctx.inputs
+        ws = ctx.node("Split", [ctx.weight("in_proj_weight")], n_out=3, axis=0)
+        bs = ctx.node("Split", [ctx.weight("in_proj_bias")], n_out=3, axis=0) if p.bias else [None] * 3
+
+        def linear(x, w, b):
+            (wt,) = ctx.node("Transpose", [w], perm=[1, 0])
+            (y,) = ctx.node("MatMul", [x, wt])
+            return ctx.node("Add", [y, b])[0] if b else y
+
+        heads_shape = ctx.const(np.array([0, 0, h, d], dtype=np.int64), "heads_shape")
+        split = []
+        for x, w, b, perm in zip(xs, ws, bs, ([0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3])):
+            (y,) = ctx.node("Reshape", [linear(x, w, b), heads_shape])
+            split.append(ctx.node("Transpose", [y], perm=perm)[0])
+        q, k_t, v = split  # [N, h, L, d], [N, h, d, S], [N, h, S, d]
+        (scores,) = ctx.node("MatMul", [q, k_t])
+        (scores,) = ctx.node("Mul", [scores, scalar(ctx, 1 / math.sqrt(d), xs[0], q_type)])
+        if p.causal:
+            # -inf strictly above the diagonal, built at run time since L and S may be symbolic.
+            (dims,) = ctx.node("Shape", [scores], start=2)
+            (fill,) = ctx.node("ConstantOfShape", [dims],
+                               value=numpy_helper.from_array(np.array([-np.inf], np.float32)))
+            (mask,) = ctx.node("Trilu", [fill, ctx.const(np.array(1, dtype=np.int64), "k")], upper=1)
+            if q_type.dtype != "float32":
+                (mask,) = ctx.node("CastLike", [mask, scores])
+            (scores,) = ctx.node("Add", [scores, mask])
+        (attn,) = ctx.node("Softmax", [scores], axis=-1)
+        (y,) = ctx.node("MatMul", [attn, v])
+        (y,) = ctx.node("Transpose", [y], perm=[0, 2, 1, 3])
+        (y,) = ctx.node("Reshape", [y, ctx.const(np.array([0, 0, e], dtype=np.int64), "merged_shape")])
+        (wt,) = ctx.node("Transpose", [ctx.weight("out_proj.weight")], perm=[1, 0])
+        if p.bias:
+            (y,) = ctx.node("MatMul", [y, wt])
+            ctx.node("Add", [y, ctx.weight("out_proj.bias")], ctx.outputs)
+        else:
+            ctx.node("MatMul", [y, wt], ctx.outputs)
+
+    @staticmethod
+    def flops(p, ins, outs):
+        q, k = ins[0], ins[1] if len(ins) == 3 else ins[0]
+        e = q.shape[2]
+        lq, lk = numel_known(q) // e, numel_known(k) // e
+        return 2 * lq * e * e + 2 * lk * e * e + 2 * lq * lk * e
+
+
+@functools.cache
+def _recurrent_module(base: str):
+    from torch import nn
+
+    class Recurrent(getattr(nn, base)):
+        """nn.LSTM / nn.GRU (state-dict keys unchanged) returning only the output sequence."""
+
+        def forward(self, x):
+            return super().forward(x)[0]
+
+    Recurrent.__name__ = Recurrent.__qualname__ = base
+    return Recurrent
+
+
+class _Recurrent(Op):
+    """An RNN over [N, L, features] (or [L, N, features]), returning every step's hidden state."""
+
+    positional = ("hidden",)
+    gates = 0
+    # ONNX gate order as indices into torch's gate order.
+    onnx_order: tuple[int, ...] = ()
+
+    class Params(Params):
+        hidden: PosInt
+        layers: PosInt = 1
+        bidirectional: bool = False
+        batch_first: bool = True
+        bias: bool = True
+        dropout: Probability = 0.0  # between stacked layers, while training
+
+    @staticmethod
+    def shape(p, ins):
+        (x,) = ins
+        check_rank(x, 3, "[N, L, features] input" if p.batch_first else "[L, N, features] input")
+        if not is_float(x):
+            raise OpError(f"expects a float input, got {x.full()}")
+        static_dim(x, 2, "feature size")
+        if p.dropout and p.layers == 1:
+            raise OpError("dropout acts between stacked layers, and there is only one", param="dropout",
+                          hint="set layers=2 or more, or drop `dropout`")
+        return [x.with_shape(x.shape[:2] + (p.hidden * (2 if p.bidirectional else 1),))]
+
+    @classmethod
+    def weights(cls, p, ins):
+        dirs = 2 if p.bidirectional else 1
+        g, h = cls.gates * p.hidden, p.hidden
+        bound = 1 / math.sqrt(h)
+        w = {}
+        for layer in range(p.layers):
+            n_in = ins[0].shape[2] if layer == 0 else h * dirs
+            for sfx in ("", "_reverse")[:dirs]:
+                w[f"weight_ih_l{layer}{sfx}"] = WeightSpec((g, n_in), ("uniform", bound))
+                w[f"weight_hh_l{layer}{sfx}"] = WeightSpec((g, h), ("uniform", bound))
+                if p.bias:
+                    w[f"bias_ih_l{layer}{sfx}"] = WeightSpec((g,), ("uniform", bound))
+                    w[f"bias_hh_l{layer}{sfx}"] = WeightSpec((g,), ("uniform", bound))
+        return w
+
+    @classmethod
+    def torch(cls, p, ins):
+        return _recurrent_module(cls.name)(ins[0].shape[2], p.hidden, num_layers=p.layers, bias=p.bias,
+                                           batch_first=p.batch_first, dropout=p.dropout,
+                                           bidirectional=p.bidirectional)
+
+    @classmethod
+    def _stacked(cls, ctx, keys: list[str]) -> str:
+        """torch's per-direction gate matrices, reordered for ONNX and stacked: [dirs, ...]."""
+        axes = ctx.const(np.array([0], dtype=np.int64), "axes")
+        per_dir = []
+        for group in keys:
+            parts = []
+            for key in group:
+                gates = ctx.node("Split", [ctx.weight(key)], n_out=cls.gates, axis=0)
+                parts += [gates[i] for i in cls.onnx_order]
+            (cat,) = ctx.node("Concat", parts, axis=0)
+            per_dir.append(ctx.node("Unsqueeze", [cat, axes])[0])
+        return per_dir[0] if len(per_dir) == 1 else ctx.node("Concat", per_dir, axis=0)[0]
+
+    @classmethod
+    def onnx(cls, ctx):
+        p = ctx.params
+        dirs = ("", "_reverse")[:2 if p.bidirectional else 1]
+        (x,) = ctx.inputs
+        if p.batch_first:
+            (x,) = ctx.node("Transpose", [x], perm=[1, 0, 2])  # ONNX RNNs read [L, N, features]
+        merged = ctx.const(np.array([0, 0, len(dirs) * p.hidden], dtype=np.int64), "merged_shape")
+        attrs = {"linear_before_reset": 1} if cls.name == "GRU" else {}
+        for layer in range(p.layers):
+            w = cls._stacked(ctx, [[f"weight_ih_l{layer}{s}"] for s in dirs])
+            r = cls._stacked(ctx, [[f"weight_hh_l{layer}{s}"] for s in dirs])
+            inputs = [x, w, r]
+            if p.bias:
+                inputs.append(cls._stacked(ctx, [[f"bias_ih_l{layer}{s}", f"bias_hh_l{layer}{s}"] for s in dirs]))
+            (y,) = ctx.node(cls.name, inputs, hidden_size=p.hidden,
+                            direction="bidirectional" if p.bidirectional else "forward", **attrs)
+            # Y is [L, dirs, N, hidden]; torch gives [L, N, dirs * hidden].
+            (y,) = ctx.node("Transpose", [y], perm=[0, 2, 1, 3])
+            last = layer == p.layers - 1 and not p.batch_first
+            (x,) = ctx.node("Reshape", [y, merged], ctx.outputs if last else None)
+        if p.batch_first:
+            ctx.node("Transpose", [x], ctx.outputs, perm=[1, 0, 2])
+
+    @classmethod
+    def flops(cls, p, ins, outs):
+        x = ins[0]
+        steps = numel_known(x) // x.shape[2]
+        dirs = 2 if p.bidirectional else 1
+        total, n_in = 0, x.shape[2]
+        for _ in range(p.layers):
+            total += dirs * steps * cls.gates * p.hidden * (n_in + p.hidden)
+            n_in = dirs * p.hidden
+        return total
+
+
+@register
+class LSTM(_Recurrent):
+    doc = "A long short-term memory RNN, returning the output sequence [N, L, hidden * directions]."
+    gates = 4
+    onnx_order = (0, 3, 1, 2)  # torch: input, forget, cell, output; ONNX: input, output, forget, cell
+
+
+@register
+class GRU(_Recurrent):
+    doc = "A gated recurrent unit RNN, returning the output sequence [N, L, hidden * directions]."
+    gates = 3
+    onnx_order = (1, 0, 2)  # torch: reset, update, new; ONNX: update, reset, hidden
