@@ -1,0 +1,175 @@
+"""The `netspec` command: a thin click layer over the library.
+
+Exit status: 0 on success, 1 for a mistake in the user's input (spec, data, weights),
+2 for a usage error (unknown option, missing argument).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import click
+
+from . import report
+from .errors import DataProblem, NetspecError
+
+SPEC = click.argument("spec", metavar="FILE[:NETWORK]")
+
+
+def _network_option(f):
+    return click.option("--network", "-n", metavar="NAME",
+                        help="The network to use when FILE defines several (or write FILE:NAME).")(f)
+
+
+def user_errors(f):
+    """Render a user's mistake as located diagnostics and exit 1, never as a traceback."""
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except NetspecError as e:
+            report.error(e)
+            raise SystemExit(1) from None
+        except KeyboardInterrupt:
+            report.fail("interrupted")
+            raise SystemExit(130) from None
+    return wrapper
+
+
+def _load(spec: str, network: str | None):
+    from .spec import load
+    return load(spec, network)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="netspec")
+def main():
+    """netspec: write a network once in a .net file; check it, train it, compile it to ONNX."""
+
+
+@main.command()
+@SPEC
+@_network_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--brief", is_flag=True, help="Print the totals only, not a row per layer.")
+@user_errors
+def check(spec, network, as_json, brief):
+    """Parse and shape-check a spec; print its layers, shapes and parameter counts."""
+    s = _load(spec, network)
+    if as_json:
+        report.as_json(spec_json(s, layers=not brief))
+    else:
+        report.summary(s, layers=not brief)
+
+
+def _tensor(name, t) -> dict:
+    return {"name": name, "dtype": t.dtype, "shape": list(t.shape)}
+
+
+def spec_json(s, layers: bool = True) -> dict:
+    g = s.graph
+    out = {
+        "network": s.name,
+        "file": s.path,
+        "parameters": s.parameters,
+        "macs": sum(r["flops"] for r in s.rows),
+        "inputs": [_tensor(n, t) for n, t in s.inputs],
+        "outputs": [_tensor(n, t) for n, t in s.outputs],
+        "targets": [_tensor(n, t) for n, t in s.targets],
+        "losses": [{"op": g.nodes[n]["op"], "prediction": g.nodes[n]["args"][0].node,
+                    "target": g.nodes[n]["args"][1].node, "weight": g.nodes[n]["weight"]}
+                   for n in g.graph["losses"]],
+        "train": s.train_config.model_dump(mode="json"),
+    }
+    if layers:
+        out["layers"] = s.rows
+    return out
+
+
+def _weights_for(s, weights: str | None, seed: int):
+    """Arrays for the ONNX emitter: from a safetensors file (or a run folder), else fresh."""
+    from .weights import init_weights, load_safetensors
+    if weights is None:
+        return init_weights(s.graph, seed=seed), "fresh initialisation"
+    path = Path(weights)
+    if path.is_dir():
+        path = path / "weights.safetensors"
+    if not path.is_file():
+        raise DataProblem(f"weights file '{path}' does not exist",
+                          hint="give the weights.safetensors that `netspec train` wrote, or its folder")
+    return load_safetensors(path, s.graph), str(path)
+
+
+@main.command(name="compile")
+@SPEC
+@_network_option
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the .onnx model.")
+@click.option("--weights", "-w", metavar="FILE", help="A weights.safetensors (or the run folder) to embed.")
+@click.option("--opset", type=click.IntRange(13, 21), default=None, help="ONNX opset (default 17).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh initialisation.")
+@user_errors
+def compile_(spec, network, out, weights, opset, seed):
+    """Compile a spec to an ONNX model, with trained or freshly initialised weights."""
+    import onnx
+
+    from . import lower_onnx
+    start = time.perf_counter()
+    s = _load(spec, network)
+    arrays, source = _weights_for(s, weights, seed)
+    model = lower_onnx.to_onnx(s.graph, arrays, opset=opset or lower_onnx.DEFAULT_OPSET)
+    lower_onnx.save(model, out)
+    # Check the file written, as a deployment would load it.
+    onnx.checker.check_model(out, full_check=True)
+    size = sum(f.stat().st_size for f in Path(out).parent.glob(Path(out).name + "*"))
+    report.info(f"wrote {out}: {s.name}, {len(model.graph.node):,} ONNX nodes, opset "
+                f"{model.opset_import[0].version}, {s.parameters:,} parameters, {size / 1e6:.1f} MB "
+                f"(weights: {source}) in {time.perf_counter() - start:.2f} s")
+
+
+@main.command()
+@SPEC
+@_network_option
+@click.option("--data", "-d", metavar="PATH",
+              help="A folder of class subfolders of images, a .npz (x, y) or a .csv; default: the built-in digits.")
+@click.option("--epochs", type=click.IntRange(1), help="Override the train block's epochs.")
+@click.option("--batch-size", type=click.IntRange(1), help="Override the train block's batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the optimizer's learning rate.")
+@click.option("--seed", type=int, help="Override the train block's seed.")
+@click.option("--out", "-o", "out_dir", metavar="DIR", help="Run folder (default runs/NETWORK).")
+@click.option("--resume", is_flag=True, help="Continue from DIR's checkpoint.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@user_errors
+def train(spec, network, data, epochs, batch_size, lr, seed, out_dir, resume, progress):
+    """Train a spec on a dataset; write weights.safetensors, a checkpoint and metrics.jsonl."""
+    from .train import train as run_training
+    s = _load(spec, network)
+    out_dir = out_dir or str(Path("runs") / s.name)
+    metrics = run_training(s, data=data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr,
+                           seed=seed, resume=resume, progress=progress, log=report.info)
+    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    report.info(f"done: {shown}")
+    report.info(f"weights: {Path(out_dir) / 'weights.safetensors'}")
+
+
+@main.command()
+@SPEC
+@click.argument("model", type=click.Path(dir_okay=False))
+@_network_option
+@click.option("--data", "-d", metavar="PATH", help="The dataset (default: the built-in digits).")
+@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True,
+              help="Which split to evaluate: the held-out one, as `train` made it, or the training one.")
+@click.option("--provider", default=None, metavar="NAME",
+              help="ONNX Runtime execution provider (default: the best available).")
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@user_errors
+def evaluate(spec, model, network, data, split, provider, batch_size):
+    """Run a compiled ONNX model in ONNX Runtime on a dataset split and print its accuracy."""
+    from .evaluate import evaluate_onnx
+    s = _load(spec, network)
+    result = evaluate_onnx(s, model, data=data, split=split, provider=provider, batch_size=batch_size)
+    report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}, "
+                f"on {result['provider']} in {result['seconds']:.2f} s")
+
