@@ -301,12 +301,29 @@ class ConvTranspose2d(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         p = ctx.params
-        ph, pw = pair(p.padding)
-        inputs = [ctx.inputs[0], ctx.weight("weight")] + ([ctx.weight("bias")] if p.bias else [])
-        ctx.node("ConvTranspose", inputs, ctx.outputs, kernel_shape=list(pair(p.kernel)),
-                 strides=list(pair(p.stride)), pads=[ph, pw, ph, pw], dilations=list(pair(p.dilation)),
-                 output_padding=list(pair(p.output_padding)), group=p.groups)
+        pad, op, s = pair(p.padding), pair(p.output_padding), pair(p.stride)
+        attrs = dict(kernel_shape=list(pair(p.kernel)), strides=list(s), dilations=list(pair(p.dilation)),
+                     group=p.groups)
+        x, w = ctx.inputs[0], ctx.weight("weight")
+        if all(o < si for o, si in zip(op, s)):
+            inputs = [x, w] + ([ctx.weight("bias")] if p.bias else [])
+            ctx.node("ConvTranspose", inputs, ctx.outputs, pads=[*pad, *pad], output_padding=list(op), **attrs)
+            return
+        # ONNX Runtime refuses output_padding >= stride, which torch allows below the dilation.
+        # The extra rows are the full output's next rows (trimmed less at the end), and past the
+        # full output only the bias: trim less, pad zeros, then add the bias.
+        ends = [max(0, pi - oi) for pi, oi in zip(pad, op)]
+        grow = [max(0, oi - pi) for pi, oi in zip(pad, op)]
+        last = [] if p.bias or any(grow) else ctx.outputs
+        (y,) = ctx.node("ConvTranspose", [x, w], last or None, pads=[*pad, *ends], **attrs)
+        if any(grow):
+            amounts = ctx.const(np.array([0, 0, 0, 0, 0, 0, *grow], np.int64), "pads")
+            (y,) = ctx.node("Pad", [y, amounts], None if p.bias else ctx.outputs)
+        if p.bias:
+            (b,) = ctx.node("Reshape", [ctx.weight("bias"), ctx.const(np.array([-1, 1, 1], np.int64), "shape")])
+            ctx.node("Add", [y, b], ctx.outputs)
 
     @staticmethod
     def flops(p, ins, outs):

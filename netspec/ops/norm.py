@@ -156,6 +156,10 @@ class GroupNorm(Op):
         c = static_dim(x, 1, "channel count")
         if c % p.groups:
             raise OpError(f"channels {c} are not divisible by groups={p.groups}", param="groups")
+        per_group = c // p.groups * math.prod(d for d in x.shape[2:] if isinstance(d, int))
+        if per_group == 1 and all(isinstance(d, int) for d in x.shape[2:]):
+            raise OpError(f"each of the {p.groups} groups of {x} holds one value, which normalizes to 0",
+                          param="groups", hint="use fewer groups")
         return [x]
 
     @staticmethod

@@ -66,6 +66,12 @@ class _Pool(Op):
             out = pool_out(n, k[i], s[i], pad[i], d[i], p.ceil_mode)
             if out < 1:
                 raise OpError(f"kernel {p.kernel} does not fit the padded input {x}", param="kernel")
+            # A dilated window can straddle the input and see only padding; torch then gives -inf.
+            for j in range(out):
+                taps = [j * s[i] - pad[i] + t * d[i] for t in range(k[i])]
+                if not any(0 <= q < n for q in taps):
+                    raise OpError(f"window {j} along dim {2 + i} of {x} covers only padding "
+                                  f"(kernel {p.kernel}, dilation {d[i]}, padding {p.padding})", param="padding")
             spatial.append(out)
         return [x.with_shape((*x.shape[:2], *spatial))]
 
@@ -108,7 +114,14 @@ class _MaxPool(_Pool):
     def onnx(cls, ctx):
         k, s, pad, d = cls._geometry(ctx.params)
         pads, ceil = cls._onnx_pads(ctx, k, s, pad, d)
-        ctx.node("MaxPool", ctx.inputs, ctx.outputs, kernel_shape=list(k), strides=list(s), pads=pads,
+        x = ctx.inputs[0]
+        if any(q >= ki for q, ki in zip(pads, k + k)):
+            # ONNX Runtime wants pads below the kernel; pad explicitly with -inf, which max ignores.
+            amounts = np.array([0, 0, *pads[:cls.nd], 0, 0, *pads[cls.nd:]], np.int64)
+            lowest = np.array(-np.inf, np.float32)
+            (x,) = ctx.node("Pad", [x, ctx.const(amounts, "pads"), ctx.const(lowest, "lowest")])
+            pads = [0] * (2 * cls.nd)
+        ctx.node("MaxPool", [x], ctx.outputs, kernel_shape=list(k), strides=list(s), pads=pads,
                  dilations=list(d), ceil_mode=ceil)
 
 
@@ -126,6 +139,9 @@ class _AvgPool(_Pool):
         k, s, pad, d = cls._geometry(p)
         pads, ceil = cls._onnx_pads(ctx, k, s, pad, d)
         x = ctx.inputs[0]
+        if any(q >= ki for q, ki in zip(pads, k + k)):
+            cls._onnx_divided(ctx, k, s, pad, pads)
+            return
         if p.count_include_pad and any(pad):
             # torch counts the declared zero padding but never a ceil_mode overhang past it:
             # pad with real zeros, then let AveragePool count only what is inside.
@@ -134,6 +150,26 @@ class _AvgPool(_Pool):
             pads = [0] * cls.nd + [e - b for b, e in zip(pads[:cls.nd], pads[cls.nd:])]
         ctx.node("AveragePool", [x], ctx.outputs, kernel_shape=list(k), strides=list(s), pads=pads,
                  ceil_mode=ceil, count_include_pad=0)
+
+
+    @classmethod
+    def _onnx_divided(cls, ctx, k, s, pad, pads):
+        """Zero-pad explicitly, sum each window, and divide by torch's count, computed here.
+
+        For pads of a kernel or more, which ONNX Runtime refuses; needs static spatial sizes.
+        """
+        sizes = [static_dim(ctx.in_types[0], 2 + i, "spatial size") for i in range(cls.nd)]
+        counts = None
+        for i in range(cls.nd):
+            lo, hi = (-pad[i], sizes[i] + pad[i]) if ctx.params.count_include_pad else (0, sizes[i])
+            starts = np.arange(ctx.out_types[0].shape[2 + i]) * s[i] - pad[i]
+            n = np.minimum(starts + k[i], hi) - np.maximum(starts, lo)
+            counts = n if counts is None else np.multiply.outer(counts, n)
+        amounts = np.array([0, 0, *pads[:cls.nd], 0, 0, *pads[cls.nd:]], np.int64)
+        (x,) = ctx.node("Pad", [ctx.inputs[0], ctx.const(amounts, "pads")])
+        (mean,) = ctx.node("AveragePool", [x], kernel_shape=list(k), strides=list(s))
+        scale = (math.prod(k) / counts).astype(np.float32)
+        ctx.node("Mul", [mean, ctx.const(scale, "count_scale")], ctx.outputs)
 
 
 @register
