@@ -256,3 +256,29 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert results[0]["val_accuracy"] > 0.5
     assert len(_lines(tmp_path / "out" / "metrics.jsonl")) == 1
     assert (tmp_path / "out" / "weights.safetensors").exists()
+
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def test_real_spec_mlp_trains_and_resumes_exactly(tmp_path):
+    import netspec
+
+    spec = netspec.load(MODELS / "mlp.net")
+    quiet = dict(progress=False, log=lambda *_: None)
+    result = train(spec, out_dir=tmp_path / "a", epochs=2, **quiet)
+    assert result["val_accuracy"] > 0.7
+    train(spec, out_dir=tmp_path / "b", epochs=1, **quiet)
+    train(spec, out_dir=tmp_path / "b", epochs=2, resume=True, **quiet)
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    assert set(a) == set(spec.to_torch().state_dict())
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_real_spec_lenet_resizes_digits(tmp_path):
+    import netspec
+
+    spec = netspec.load(MODELS / "lenet5.net")
+    result = train(spec, out_dir=tmp_path, epochs=1, batch_size=128, progress=False, log=lambda *_: None)
+    assert result["epoch"] == 1 and 0 <= result["val_accuracy"] <= 1
