@@ -3,6 +3,8 @@ and the messages they give for a mistake. No torch needed."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -239,7 +241,7 @@ def test_bce_pos_weight_per_class():
     ("CrossEntropy", {"weight": 0.5}, "Extra inputs"),  # a loss's weight lives on the graph node
 ])
 def test_bad_params(op_name, params, needle):
-    with pytest.raises(ValidationError, match=__import__("re").escape(needle)):
+    with pytest.raises(ValidationError, match=re.escape(needle)):
         get_op(op_name).Params(**params)
 
 
