@@ -208,6 +208,31 @@ def _describe(terminals: set[str]) -> str:
     return " or ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _unclosed(text: str, path: str) -> tuple[str, Span] | None:
+    """The innermost bracket left open at the end of the text, skipping comments and strings."""
+    stack, line, col, quote, comment = [], 1, 1, None, False
+    for ch in text:
+        if ch == "\n":
+            quote, comment = None, False
+        elif comment:
+            pass
+        elif quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            comment = True
+        elif ch in _CLOSERS:
+            stack.append((ch, Span(path, line, col, line, col + 1)))
+        elif ch in ")]}" and stack and _CLOSERS[stack[-1][0]] == ch:
+            stack.pop()
+        line, col = (line + 1, 1) if ch == "\n" else (line, col + 1)
+    return stack[-1] if stack else None
+
+
 def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
     line, col = e.line, e.column
     hint = None
@@ -226,11 +251,13 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
         lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
         expected = _describe(set(e.expected))
-        opened = text.count("{") - text.count("}")
-        hint = "a '{' is never closed" if opened > 0 else None
-        if hint is None and text.count("(") > text.count(")"):
-            hint = "a '(' is never closed"
-        return SyntaxProblem(f"unexpected end of file, expected {expected}", Span(path, line, col, line, col + 1), hint)
+        opener = _unclosed(text, path)
+        hint, notes = None, ()
+        if opener is not None:
+            hint = f"close the '{opener[0]}' with '{_CLOSERS[opener[0]]}'"
+            notes = ((f"this '{opener[0]}' is never closed", opener[1]),)
+        return SyntaxProblem(f"unexpected end of file, expected {expected}", Span(path, line, col, line, col + 1),
+                             hint, notes)
     tok = getattr(e, "token", None) or Token("$END", "")
     shown = str(tok)
     expected = set(e.expected)
@@ -239,6 +266,9 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
         hint = "layers are chained with '->', not '=>'"
     elif shown in KEYWORDS and "NAME" in expected:
         hint = f"'{shown}' is a keyword and cannot be used as a name"
+    elif shown == "=" and text[:tok.start_pos].split()[-1:] and text[:tok.start_pos].split()[-1] in KEYWORDS:
+        # `train = ...`: the keyword started a statement, so the parser only trips at the '='.
+        hint = f"'{text[:tok.start_pos].split()[-1]}' is a keyword and cannot be used as a name"
     elif tok.type in ("NAME", "NUMBER", "STRING") and "COMMA" in expected and "RPAR" in expected:
         hint = "is a ',' missing between the arguments?"
     elif tok.type in ("NAME", "NUMBER", "STRING") and "RSQB" in expected and "COMMA" in expected:
