@@ -64,9 +64,10 @@ def summary(spec, layers: bool = True) -> None:
     for label, items in (("inputs", spec.inputs), ("outputs", spec.outputs), ("targets", spec.targets)):
         if items:
             click.echo(f"{label:<11} " + ", ".join(f"{n}: {t.full()}" for n, t in items))
+    output_of = {ref: n for n, ref, _ in g.graph["outputs"]}
     for name in g.graph["losses"]:
         node = g.nodes[name]
-        args = ", ".join(r.node for r in node["args"])
+        args = ", ".join(output_of.get(r, r.node) for r in node["args"])
         weight = f" x {node['weight']:g}" if node["weight"] != 1 else ""
         click.echo(f"loss        {node['op']}({args}){weight}")
     click.echo(f"layers      {len(spec.rows):,}")
