@@ -69,7 +69,18 @@ def to_module(g: nx.DiGraph) -> fx.GraphModule:
     outs = [value(ref) for _, ref, _ in g.graph["outputs"]]
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     graph.lint()
-    return fx.GraphModule(modules, graph, class_name=_ident(g.graph.get("name") or "Network"))
+    # Built in layer order: a dict root would be sorted by nesting depth, and the state dict
+    # should read in spec order.
+    root = nn.Module()
+    for name, mod in modules.items():
+        parent = root
+        *path, leaf = name.split(".")
+        for part in path:
+            if not hasattr(parent, part):
+                parent.add_module(part, nn.Module())
+            parent = getattr(parent, part)
+        parent.add_module(leaf, mod)
+    return fx.GraphModule(root, graph, class_name=_ident(g.graph.get("name") or "Network"))
 
 
 class _CallModule(nn.Module):

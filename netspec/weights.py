@@ -106,7 +106,8 @@ def save_safetensors(arrays: dict[str, np.ndarray], path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp)
+        # np.ascontiguousarray would turn a 0-d counter into shape [1].
+        save_file({k: np.asarray(v, order="C") for k, v in arrays.items()}, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
