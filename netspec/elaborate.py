@@ -3,6 +3,7 @@ compile-time expressions and conditionals, follows imports, validates op paramet
 
 from __future__ import annotations
 
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -225,9 +226,10 @@ class Elaborator:
                                   hint=f"name one, for example {path}:{defs.own_networks[-1]}")
         item = defs.defs.get(name)
         if not isinstance(item, (ast.NetworkDef, ast.NetworkAlias)):
-            what = "a block, not a network" if isinstance(item, ast.BlockDef) else "not defined there"
+            msg = f"'{name}' is a block, not a network" if isinstance(item, ast.BlockDef) \
+                else f"{path} defines no network '{name}'"
             networks = [n for n, d in defs.defs.items() if not isinstance(d, ast.BlockDef)]
-            raise NameProblem(f"'{name}' is {what} in {path}", item.span if item else None,
+            raise NameProblem(msg, item.span if item else None,
                               hint=did_you_mean(name, networks) or ("networks: " + ", ".join(networks)))
         args: list = []
         alias = None
@@ -299,6 +301,12 @@ class Elaborator:
             self.exec(s, scope)
 
     def _define_var(self, scope: Scope, name: str, value, span: Span, used=False) -> Binding:
+        self._check_new(scope, name, span)
+        b = Binding(value, span, used=used or not _is_tensorish(value))
+        scope.vars[name] = b
+        return b
+
+    def _check_new(self, scope: Scope, name: str, span: Span) -> None:
         old = scope.vars.get(name)
         if old is not None:
             raise NameProblem(f"'{name}' is already defined", span,
@@ -307,9 +315,6 @@ class Elaborator:
         if name in REGISTRY or name in self.defs.defs:
             raise NameProblem(f"'{name}' is the name of an {'op' if name in REGISTRY else 'block or network'}",
                               span, hint="give the tensor another name")
-        b = Binding(value, span, used=used or not _is_tensorish(value))
-        scope.vars[name] = b
-        return b
 
     def exec(self, s, scope: Scope) -> None:
         if isinstance(s, ast.InputDecl):
@@ -372,6 +377,9 @@ class Elaborator:
         return False
 
     def _assign(self, s: ast.Assign, scope: Scope) -> None:
+        # Check the names first: `h = h -> ReLU` would otherwise fail later as a layer-name clash.
+        for name, span in zip(s.names, s.name_spans):
+            self._check_new(scope, name, span)
         base = "_".join(s.names)
         value = self.eval(s.value, scope, Namer(scope, base, self._single_layer(s.value)))
         if len(s.names) == 1:
@@ -392,6 +400,7 @@ class Elaborator:
             b.used = b.is_output = True
             value = b.value
         else:
+            self._check_new(scope, s.name, s.name_span)
             value = self.eval(s.value, scope, Namer(scope, s.name, self._single_layer(s.value)))
             b = self._define_var(scope, s.name, value, s.name_span, used=True)
             b.is_output = True
@@ -448,28 +457,35 @@ class Elaborator:
                weight=float(weight))
 
     def _train(self, s: ast.TrainDef, scope: Scope) -> None:
-        from .trainconfig import TrainConfig
-        raw, spans = {}, {}
+        from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
+        raw, spans, whole = {}, {}, {}
         for st in s.settings:
             if st.name in raw:
                 raise NameProblem(f"train setting '{st.name}' is given twice", st.span)
             spans[(st.name,)] = st.value.span
+            whole[st.name] = st.span
             raw[st.name] = self._setting(st.value, scope, (st.name,), spans)
         try:
             cfg = TrainConfig.model_validate(raw)
         except ValidationError as e:
             loc, msg, _ = _pydantic_messages(e)[0]
+            model = TrainConfig
+            # pydantic puts the union's tag in the path (optimizer.SGD.lr); the author wrote optimizer.lr.
+            kinds = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+            if len(loc) > 1 and loc[1] in kinds.get(loc[0], {}):
+                model, loc = kinds[loc[0]][loc[1]], (loc[0],) + loc[2:]
             span = s.span
             for n in range(len(loc), 0, -1):
                 if loc[:n] in spans:
                     span = spans[loc[:n]]
                     break
             field_name = ".".join(str(x) for x in loc) or "train"
-            fields = list(TrainConfig.model_fields)
-            hint = did_you_mean(str(loc[0]), fields) if loc and loc[0] not in fields else None
-            if "Extra inputs" in msg or "extra" in msg.lower() and loc and loc[0] not in fields:
+            fields = [f for f in model.model_fields if f != "name"]
+            hint = None
+            if loc and "Extra inputs" in msg:
                 msg = "unknown setting"
-                hint = hint or f"settings: {', '.join(fields)}"
+                hint = did_you_mean(str(loc[-1]), fields) or f"settings: {', '.join(fields)}"
+                span = whole.get(loc[0], span) if len(loc) == 1 else span
             raise ParamProblem(f"train: {field_name}: {msg}", span, hint) from None
         scope.g.graph["train"] = cfg
         scope.g.graph["train_spans"] = spans
@@ -721,8 +737,15 @@ class Elaborator:
                 raise ParamProblem(f"{op.name} needs its parameter '{pname}'", layer.span,
                                    hint=f"for example {op.name}({', '.join(op.positional) or pname + '=...'})") from None
             shown = _show(values.get(pname)) if pname in values else _show(given)
+            hint = None
+            if isinstance(values.get(pname), str):
+                # A misspelt word: the number and tuple alternatives of the union are noise.
+                words = [m for m in msg.split("; or ") if m.startswith("Input should be '")]
+                if words:
+                    msg = words[0]
+                    hint = did_you_mean(values[pname], re.findall(r"'([^']*)'", msg))
             raise ParamProblem(f"{op.name}: bad value {shown} for '{pname}': {msg}",
-                               spans.get(pname, layer.span)) from None
+                               spans.get(pname, layer.span), hint) from None
         return p, spans
 
     def _apply_once(self, layer: Layer, inputs: list[Tensor], scope: Scope, namer: Namer):
