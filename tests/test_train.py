@@ -102,26 +102,53 @@ def _state(path: Path) -> dict:
     return load_file(str(path / "weights.safetensors"))
 
 
+class _Killed(Exception):
+    pass
+
+
+def _kill_at(epoch_line: str):
+    """A log that dies when the run reports `epoch_line`, as a job killed mid-run would."""
+
+    def log(line):
+        if line.startswith(epoch_line):
+            raise _Killed
+    return log
+
+
 @pytest.mark.parametrize("optimizer", [{"name": "Adam", "lr": 0.01},
                                        {"name": "SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True}])
 def test_resume_is_exact(tmp_path, optimizer):
-    common = dict(optimizer=optimizer, schedule={"name": "Cosine", "warmup_epochs": 1},
-                  batch_size=64, dropout=0.3)
-    train(StandIn(epochs=2, **common), out_dir=tmp_path / "straight", progress=False, log=lambda *_: None)
-    train(StandIn(epochs=2, **common), out_dir=tmp_path / "split", epochs=1, progress=False, log=lambda *_: None)
+    # Cosine without warmup: the lr of every step depends on the total epochs, so a resume
+    # that lost the schedule position would drift.
+    spec = StandIn(epochs=3, optimizer=optimizer, schedule="Cosine", batch_size=64, dropout=0.3)
+    train(spec, out_dir=tmp_path / "straight", progress=False, log=lambda *_: None)
+    # Killed after epoch 2 was logged but before its checkpoint: epoch 1's checkpoint remains.
+    with pytest.raises(_Killed):
+        train(spec, out_dir=tmp_path / "split", progress=False, log=_kill_at("epoch 2/3"))
     # Something else using the RNG between runs must not matter: the checkpoint restores it.
     torch.rand(100)
     logs = []
-    train(StandIn(epochs=2, **common), out_dir=tmp_path / "split", resume=True, progress=False, log=logs.append)
+    train(spec, out_dir=tmp_path / "split", resume=True, progress=False, log=logs.append)
     assert any("resuming from epoch 1" in line for line in logs)
     a, b = _state(tmp_path / "straight"), _state(tmp_path / "split")
     for k in a:
         assert torch.equal(a[k], b[k]), k
     rows_a, rows_b = _lines(tmp_path / "straight" / "metrics.jsonl"), _lines(tmp_path / "split" / "metrics.jsonl")
+    assert [r["epoch"] for r in rows_b] == [1, 2, 3]
     assert [r["train_loss"] for r in rows_a] == [r["train_loss"] for r in rows_b]
+    assert [r["lr"] for r in rows_a] == [r["lr"] for r in rows_b]
     meta = json.loads((tmp_path / "split" / "checkpoint.json").read_text())
-    assert meta["epoch"] == 2 and meta["config"]["epochs"] == 2
+    assert meta["epoch"] == 3 and meta["config"]["epochs"] == 3
     assert {"python", "numpy", "torch"} <= set(meta["rng"])
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    spec = StandIn(epochs=2, optimizer={"name": "Adam", "lr": 0.01}, batch_size=128, dropout=0.3)
+    train(spec, out_dir=tmp_path / "straight", progress=False, log=lambda *_: None)
+    train(spec, out_dir=tmp_path / "split", epochs=1, progress=False, log=lambda *_: None)
+    train(spec, out_dir=tmp_path / "split", resume=True, progress=False, log=lambda *_: None)
+    a, b = _state(tmp_path / "straight"), _state(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_checkpoint_has_no_pickle(tmp_path):
