@@ -1,12 +1,13 @@
 """The `netspec` command: a thin click layer over the library.
 
 Exit status: 0 on success, 1 for a mistake in the user's input (spec, data, weights),
-2 for a usage error (unknown option, missing argument).
+2 for a usage error (unknown option, missing argument), 3 for an internal error (a bug).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
 from pathlib import Path
 
@@ -35,6 +36,13 @@ def user_errors(f):
         except KeyboardInterrupt:
             report.fail("interrupted")
             raise SystemExit(130) from None
+        except Exception as e:
+            if os.environ.get("NETSPEC_DEBUG"):
+                raise
+            # Not the user's mistake: say so plainly, keep the traceback for whoever debugs it.
+            report.fail(f"internal error: {type(e).__name__}: {e}\n  this is a bug in netspec, not in "
+                        "your input; rerun with NETSPEC_DEBUG=1 for the traceback and report it")
+            raise SystemExit(3) from None
     return wrapper
 
 

@@ -213,7 +213,7 @@ class Elaborator:
     # Networks ------------------------------------------------------------------------------
 
     def network(self, path: str, name: str | None) -> nx.DiGraph:
-        defs = self.load(path)
+        defs = self.defs = self.load(path)
         if name is None:
             if len(defs.own_networks) == 1:
                 name = defs.own_networks[0]
@@ -244,7 +244,6 @@ class Elaborator:
         g = new_graph(alias.name if alias else item.name, path)
         scope = Scope(g, "", (), (), True)
         self._bind_params(item, args, Scope(g, "", (), (), True), scope, alias.span if alias else item.span)
-        self.defs = defs
         body = list(item.body)
         if not any(isinstance(s, ast.LossStmt) for s in body):
             body += defs.losses
@@ -629,14 +628,21 @@ class Elaborator:
         if isinstance(e, ast.Call):
             if not isinstance(e.func, ast.Name):
                 raise GraphProblem("only ops and blocks can be called", e.func.span)
-            if e.func.id in scope.vars:
-                raise GraphProblem(f"'{e.func.id}' is {_kind(scope.vars[e.func.id].value)}, not an op or block",
-                                   e.func.span)
-            callee = self._callee(e.func.id)
-            if callee is None:
-                raise NameProblem(f"unknown op or block '{e.func.id}'", e.func.span,
-                                  hint=did_you_mean(e.func.id, list(self.defs.defs) + list(REGISTRY)))
-            layer = Layer(callee, span=e.span)
+            bound = scope.vars.get(e.func.id)
+            if bound is not None:
+                # A parameter may hold a layer (`unit = Bottleneck`): calling it adds arguments.
+                if not isinstance(bound.value, Layer) or bound.value.tensors:
+                    raise GraphProblem(f"'{e.func.id}' is {_kind(bound.value)}, not an op or block", e.func.span)
+                bound.used = True
+                base = bound.value
+                layer = Layer(base.callee, list(base.pos), dict(base.kw), span=e.span, repeat=base.repeat)
+                callee = base.callee
+            else:
+                callee = self._callee(e.func.id)
+                if callee is None:
+                    raise NameProblem(f"unknown op or block '{e.func.id}'", e.func.span,
+                                      hint=did_you_mean(e.func.id, list(self.defs.defs) + list(REGISTRY)))
+                layer = Layer(callee, span=e.span)
             for a in e.args:
                 v = self.eval(a.value, scope)
                 if _is_tensorish(v):
