@@ -722,8 +722,9 @@ class Elaborator:
                        f"{'s' if len(op.positional) != 1 else ''} ({', '.join(op.positional)})")
             else:
                 msg = f"{op.name} takes no positional parameters"
-            raise ParamProblem(msg, span, hint=f"name the others: {', '.join(f + '=...' for f in fields)}"
-                               if fields else f"{op.name} has no parameters")
+            named = [f for f in fields if f not in op.positional]
+            raise ParamProblem(msg, span, hint=f"name the others: {', '.join(f + '=...' for f in named)}"
+                               if named else f"{op.name} has no other parameters")
         for name, (v, span) in zip(op.positional, layer.pos):
             values[name], spans[name] = v, span
         for name, (v, span, name_span) in layer.kw.items():
