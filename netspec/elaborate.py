@@ -82,7 +82,7 @@ class Namer:
 class Scope:
     g: nx.DiGraph
     prefix: str
-    context: tuple  # the block instantiations we are inside, for messages
+    context: tuple  # (label, call span) of the block instantiations we are inside, for messages
     stack: tuple  # names of the blocks being expanded, for recursion checks
     is_network: bool
     vars: dict = field(default_factory=dict)
@@ -785,7 +785,7 @@ class Elaborator:
         if len(scope.stack) >= MAX_BLOCK_DEPTH:
             raise LimitProblem(f"blocks are nested more than {MAX_BLOCK_DEPTH} levels deep", layer.span)
         name = namer.next(layer.name)
-        inner = Scope(scope.g, name + ".", scope.context + (f"{block.name} '{name}'",),
+        inner = Scope(scope.g, name + ".", scope.context + ((f"{block.name} '{name}'", layer.span),),
                       scope.stack + (block.name,), False)
         self._bind(block, block.params, layer.pos, layer.kw, inner, layer.span)
         declared = [i for s in block.body if isinstance(s, ast.InputDecl) for i in s.items]
@@ -816,7 +816,7 @@ class Elaborator:
     def _check_unused(self, scope: Scope) -> None:
         for name, b in scope.vars.items():
             if not b.used and _is_tensorish(b.value):
-                where = f" in block {scope.context[-1]}" if scope.context else ""
+                where = f" in block {scope.context[-1][0]}" if scope.context else ""
                 is_input = isinstance(b.value, Tensor) and scope.g.nodes[b.value.ref.node]["kind"] == "input"
                 what = "input" if is_input else "tensor"
                 raise GraphProblem(f"{what} '{name}' is never used{where}", b.span,

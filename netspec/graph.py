@@ -9,7 +9,7 @@ and carries these attributes:
 - ``params``: the op's validated pydantic params;
 - ``args``: the ordered inputs, each a `Ref` (source node, output port);
 - ``span`` and ``param_spans`` (parameter name -> Span): where the author wrote it;
-- ``context``: the chain of block instantiations it came from, for messages;
+- ``context``: the block instantiations it came from, outermost first, as (label, call span);
 - ``types``: its output TensorTypes. Declared for inputs; filled by `infer` for the rest;
 - ``weight``: a loss node's weight in the total loss.
 

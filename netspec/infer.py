@@ -12,20 +12,21 @@ MAX_PARAMETERS = 10_000_000_000  # past this, a spec is a typo (Linear(10**9)), 
 MAX_ELEMENTS = 2**40  # elements of one tensor per batch item
 
 
-def _where(node: dict) -> str:
+def _notes(node: dict) -> tuple:
+    """Where the layer's blocks were instantiated, innermost first."""
     ctx = node.get("context") or ()
-    return "".join(f" (in block {b})" for b in reversed(ctx[-3:]))
+    return tuple((f"in block {label}, used here", span) for label, span in reversed(ctx[-4:]))
 
 
 def _fail(g: nx.DiGraph, name: str, err: OpError, cls=ShapeProblem):
     node = g.nodes[name]
     span = node.get("param_spans", {}).get(err.param) or node["span"]
     ins = [type_of(g, r) for r in node["args"] if g.nodes[r.node]["types"]]
-    shown = ", ".join(t.full() for t in ins)
     msg = f"{node['op']} '{name}': {err.message}"
-    if ins and "got" not in err.message:
+    if ins and not any(str(t) in err.message for t in ins):
+        shown = ", ".join(t.full() for t in ins)
         msg += f" (input{'s' if len(ins) > 1 else ''}: {shown})"
-    raise cls(msg + _where(node), span, err.hint)
+    raise cls(msg, span, err.hint, notes=_notes(node))
 
 
 def infer(g: nx.DiGraph) -> nx.DiGraph:
