@@ -40,7 +40,9 @@ class _Emitter:
         self.weights = weights
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
-        self.inits: dict[str, onnx.TensorProto] = {}
+        # Arrays, not TensorProtos: each becomes a proto once, inside the finished model, since
+        # every copy of a big model's weights costs as much as the rest of the compile.
+        self.inits: dict[str, np.ndarray] = {}
         self.used: set[str] = set()  # value names (inputs, outputs, initializers, temporaries)
         self.node_names: set[str] = set()  # a separate namespace in ONNX
 
@@ -86,12 +88,12 @@ class Context:
                 raise DataProblem(f"the weights lack '{key}', which layer '{self.layer}' needs",
                                   hint="were they made for another spec?")
             self._em.used.add(key)
-            self._em.inits[key] = numpy_helper.from_array(np.asarray(self._em.weights[key]), key)
+            self._em.inits[key] = np.asarray(self._em.weights[key])
         return key
 
     def const(self, array, hint: str = "const") -> str:
         name = self._next(hint)
-        self._em.inits[name] = numpy_helper.from_array(np.asarray(array), name)
+        self._em.inits[name] = np.asarray(array)
         return name
 
     def temp(self, hint: str = "t") -> str:
@@ -161,8 +163,8 @@ def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_
     if include_losses:
         graph_outputs.append(_emit_losses(g, em, values))
 
-    graph = helper.make_graph(em.nodes, _graph_name(g), graph_inputs, graph_outputs,
-                              initializer=list(em.inits.values()))
+    # make_graph and make_model copy what they are given, so the tensors join the model last.
+    graph = helper.make_graph(em.nodes, _graph_name(g), graph_inputs, graph_outputs)
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="netspec",
                               ir_version=max(8, helper.find_min_ir_version_for(opsets)))
@@ -170,6 +172,8 @@ def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_
     model.producer_version = __version__
     helper.set_model_props(model, {"netspec.network": g.graph.get("name") or "",
                                    "netspec.spec_path": str(g.graph.get("path") or "")})
+    for name, array in em.inits.items():
+        model.graph.initializer.add().CopyFrom(numpy_helper.from_array(array, name))
     return model
 
 
@@ -194,7 +198,7 @@ def _emit_losses(g: nx.DiGraph, em: _Emitter, values: dict[Ref, str]) -> onnx.Va
         terms.append(out)
     if not terms:
         zero = em.fresh("loss/zero")
-        em.inits[zero] = numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero)
+        em.inits[zero] = np.array(0.0, dtype=np.float32)
         terms = [zero]
     em.nodes.append(helper.make_node("Sum", terms, ["loss"], name=em.fresh_node("loss")))
     return helper.make_tensor_value_info("loss", TensorProto.FLOAT, [])
@@ -206,8 +210,11 @@ def save(model: onnx.ModelProto, path, external_data: bool | None = None) -> Non
     ``external_data`` None decides by size. The caller's model is left untouched.
     """
     path = Path(path)
+    header = _without_tensors(model)
     if external_data is None:
-        external_data = model.ByteSize() >= PROTO_LIMIT
+        # model.ByteSize() would encode the whole model just to count it.
+        size = header.ByteSize() + sum(_tensor_size(t) for t in model.graph.initializer)
+        external_data = size >= PROTO_LIMIT
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         tmp = tmpdir / path.name
@@ -221,7 +228,72 @@ def save(model: onnx.ModelProto, path, external_data: bool | None = None) -> Non
             if (tmpdir / data_name).exists():
                 os.replace(tmpdir / data_name, path.parent / data_name)
         else:
-            onnx.save_model(model, str(tmp))
+            _save_streamed(header, model.graph.initializer, tmp)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+# Protobuf wire tags (field number << 3 | 2: length-delimited) of ModelProto.graph and
+# GraphProto.initializer.
+_GRAPH_TAG = bytes([7 << 3 | 2])
+_INITIALIZER_TAG = bytes([5 << 3 | 2])
+
+
+def _save_streamed(header: onnx.ModelProto, tensors, path: Path) -> None:
+    """Write the model without its tensors, then append each tensor as one more graph field.
+
+    Serializing a whole model holds its weights twice more in memory (protobuf's buffer, then
+    Python's bytes), and on a big model that copying was most of the compile. Protobuf parsers
+    merge repeated occurrences of a message field, so `graph { initializer {...} }` appended
+    once per tensor reads back as the one model, tensors in order.
+    """
+    onnx.save_model(header, str(path))
+    with open(path, "ab") as f:
+        for tensor in tensors:
+            body = tensor.SerializeToString()
+            inner = _INITIALIZER_TAG + _varint(len(body))
+            f.write(_GRAPH_TAG + _varint(len(inner) + len(body)) + inner)
+            f.write(body)
+
+
+def _without_tensors(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model whose graph lacks the initializers (a field by field copy)."""
+    header = _copy_fields(model, onnx.ModelProto(), skip="graph")
+    _copy_fields(model.graph, header.graph, skip="initializer")
+    return header
+
+
+def _copy_fields(msg, into, skip: str):
+    for field, value in msg.ListFields():
+        if field.name == skip:
+            continue
+        # protobuf >= 5.28 has `is_repeated`; `label` is gone from recent versions
+        repeated = getattr(field, "is_repeated", None)
+        if repeated is None:
+            repeated = field.label == field.LABEL_REPEATED
+        if repeated:
+            getattr(into, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(into, field.name).CopyFrom(value)
+        else:
+            setattr(into, field.name, value)
+    return into
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _tensor_size(t: onnx.TensorProto) -> int:
+    """A tensor's serialized size within a few bytes, without encoding its data."""
+    if not t.HasField("raw_data"):
+        return t.ByteSize()
+    itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    # name, dims and data type, with their tags and lengths, overestimated
+    return int(np.prod(t.dims, dtype=np.int64)) * itemsize + len(t.name) + 11 * len(t.dims) + 32

@@ -26,20 +26,29 @@ def weight_specs(g: nx.DiGraph) -> dict[str, WeightSpec]:
 
 
 def _draw(spec: WeightSpec, rng: np.random.Generator) -> np.ndarray:
+    # Floats are drawn straight into float32 and scaled in place: a float64 draw and its
+    # conversion would touch three times the memory, which is most of a big model's compile time.
     kind = spec.init[0]
+    dtype = np.dtype(spec.dtype)
     if kind == "zeros":
-        a = np.zeros(spec.shape)
-    elif kind == "ones":
-        a = np.ones(spec.shape)
-    elif kind == "uniform":
-        a = rng.uniform(-spec.init[1], spec.init[1], spec.shape)
-    elif kind == "normal":
-        a = rng.normal(0.0, spec.init[1], spec.shape)
-    elif kind == "constant":
-        a = np.full(spec.shape, spec.init[1])
-    else:
+        return np.zeros(spec.shape, dtype)
+    if kind == "ones":
+        return np.ones(spec.shape, dtype)
+    if kind == "constant":
+        return np.full(spec.shape, spec.init[1], dtype)
+    if kind not in ("uniform", "normal"):
         raise ValueError(f"unknown init {spec.init!r}")  # an op's bug, not the user's
-    return np.asarray(a, dtype=spec.dtype)
+    fast = dtype in (np.float32, np.float64)
+    draw_dtype = dtype if fast else np.float64
+    if kind == "uniform":
+        bound = spec.init[1]
+        a = np.asarray(rng.random(spec.shape, dtype=draw_dtype))  # a 0-d draw is a scalar
+        a *= 2 * bound
+        a -= bound
+    else:
+        a = np.asarray(rng.standard_normal(spec.shape, dtype=draw_dtype))
+        a *= spec.init[1]
+    return a if fast else a.astype(dtype)
 
 
 def init_weights(g: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
