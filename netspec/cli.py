@@ -125,6 +125,11 @@ def compile_(spec, network, out, weights, opset, seed):
 
     from . import lower_onnx
     start = time.perf_counter()
+    # Refuse a missing folder before the (possibly long) compile, not with an OSError after it.
+    folder = Path(out).parent
+    if not folder.is_dir():
+        raise DataProblem(f"cannot write {out}: the folder '{folder}' does not exist",
+                          hint="create it first, or give another -o path")
     s = _load(spec, network)
     arrays, source = _weights_for(s, weights, seed)
     model = lower_onnx.to_onnx(s.graph, arrays, opset=opset or lower_onnx.DEFAULT_OPSET)
