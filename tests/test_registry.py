@@ -9,7 +9,7 @@ import pytest
 from netspec.ops import REGISTRY
 from netspec.ops.registry import Op, Params, PosInt, register
 
-PARITY_MODULES = ("tests.test_parity_layers", "tests.test_parity_misc")
+PARITY_MODULES = ("tests.test_parity_layers", "tests.test_parity_misc", "tests.test_parity_transformer")
 
 
 def covered_ops() -> set[str]:

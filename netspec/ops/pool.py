@@ -224,6 +224,15 @@ class AvgPool1d(_AvgPool):
         count_include_pad: bool = True
 
 
+def _adaptive_weights(n: int, o: int) -> np.ndarray:
+    """[o, n] averaging weights of torch's adaptive windows [floor(i*n/o), ceil((i+1)*n/o))."""
+    w = np.zeros((o, n), dtype=np.float32)
+    for i in range(o):
+        start, end = i * n // o, -(-(i + 1) * n // o)
+        w[i, start:end] = 1 / (end - start)
+    return w
+
+
 @register
 class AdaptiveAvgPool2d(Op):
     doc = "Average pooling of [N, C, H, W] to a fixed [output_size] grid."
@@ -251,12 +260,18 @@ class AdaptiveAvgPool2d(Op):
             return
         x = ctx.in_types[0]
         size = tuple(static_dim(x, 2 + i, "spatial size for an ONNX adaptive pool") for i in range(2))
-        if any(n % o for n, o in zip(size, out)):
-            raise OpError(f"the ONNX lowering needs the input size {size[0]}x{size[1]} to be divisible by "
-                          f"output_size {out[0]}x{out[1]}", param="output_size",
-                          hint="pick an output size that divides the input, or use output_size=1")
-        k = [n // o for n, o in zip(size, out)]
-        ctx.node("AveragePool", ctx.inputs, ctx.outputs, kernel_shape=k, strides=k)
+        if all(n % o == 0 for n, o in zip(size, out)):
+            k = [n // o for n, o in zip(size, out)]
+            ctx.node("AveragePool", ctx.inputs, ctx.outputs, kernel_shape=k, strides=k)
+            return
+        # torch's windows overlap or repeat here (GoogLeNet pools 14x14 to 4x4), which no
+        # AveragePool expresses: average with one constant matrix per axis, y = A_h @ x @ A_w^T.
+        rows, cols = (_adaptive_weights(n, o) for n, o in zip(size, out))
+        rows, cols = ctx.const(rows, "pool_rows"), ctx.const(np.ascontiguousarray(cols.T), "pool_cols")
+        if x.dtype != "float32":
+            rows, cols = (ctx.node("CastLike", [c, ctx.inputs[0]])[0] for c in (rows, cols))
+        (y,) = ctx.node("MatMul", [rows, ctx.inputs[0]])
+        ctx.node("MatMul", [y, cols], ctx.outputs)
 
     @staticmethod
     def flops(p, ins, outs):
