@@ -230,6 +230,8 @@ def _device(cfg: TrainConfig, dist: "_Distributed"):
         if dist.world > 1:
             want = f"cuda:{dist.local_rank}"  # one GPU per torchrun process
         dev = torch.device(want)
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ParamProblem(f"device = \"{want}\" but there are {torch.cuda.device_count()} GPUs")
         torch.cuda.set_device(dev)
