@@ -3,6 +3,8 @@
 The examples of docs/language.md are here too (the DOC_* cases), so the reference cannot rot.
 """
 
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -390,3 +392,107 @@ def test_check_imports_neither_torch_nor_onnxruntime():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_ternary_can_choose_a_layer(spec):
+    s = spec("""
+        network Net(smooth = true) {
+            input x: float32[N, 8]
+            output y = x -> Linear(4) -> (smooth ? GELU : ReLU)
+        }
+    """)
+    assert [op for op, _ in layers(s).values()] == ["Linear", "GELU"]
+
+
+# ------------------------------------------------------------------ docs/language.md
+
+DOC = ROOT / "docs" / "language.md"
+REGEN = os.environ.get("NETSPEC_REGEN") == "1"
+
+
+def _doc_examples() -> list[str]:
+    return re.findall(r"```netspec\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+
+
+def test_doc_has_examples():
+    assert len(_doc_examples()) >= 8
+
+
+@pytest.mark.parametrize("index", range(len(_doc_examples())))
+def test_doc_examples_check(index, tmp_path):
+    text = _doc_examples()[index]
+    path = tmp_path / "example.net"
+    path.write_text(text, encoding="utf-8")
+    names = re.findall(r"^network (\w+)", text, re.M)
+    assert names, "a doc example defines a network"
+    for name in names:
+        s = load(path, name)
+        assert s.outputs and s.rows
+
+
+def _default(field) -> str:
+    from pydantic_core import PydanticUndefined
+    v = field.default
+    if v is PydanticUndefined:
+        return "(required)"
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, (tuple, list)):
+        return "[" + ", ".join(str(x) for x in v) + "]"
+    if hasattr(type(v), "model_fields"):
+        args = ", ".join(f"{k}={_default_value(getattr(v, k))}" for k in type(v).model_fields if k != "name")
+        return f"{v.name}({args})"
+    return str(v)
+
+
+def _default_value(v) -> str:
+    class F:
+        default = v
+    return _default(F)
+
+
+def op_table() -> str:
+    rows = ["| op | positional | other parameters (defaults) | tensor inputs |", "| --- | --- | --- | --- |"]
+    for name, op in sorted(REGISTRY.items(), key=lambda kv: (kv[1].kind == "loss", kv[0])):
+        fields = op.Params.model_fields
+        pos = ", ".join(f"`{p}`" if fields[p].is_required() else f"`{p}={_default(fields[p])}`"
+                        for p in op.positional)
+        rest = ", ".join(f"`{f}` (required)" if fi.is_required() else f"`{f}={_default(fi)}`"
+                         for f, fi in fields.items() if f not in op.positional)
+        lo, hi = op.arity
+        ins = str(lo) if lo == hi else (f"{lo} or more" if hi is None else f"{lo} to {hi}")
+        if op.kind == "loss":
+            ins = "prediction, target (a loss)"
+        rows.append(f"| `{name}` | {pos or '-'} | {rest or '-'} | {ins} |")
+    return "\n".join(rows)
+
+
+def train_table() -> str:
+    from netspec.trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
+    rows = ["| setting | default |", "| --- | --- |"]
+    rows += [f"| `{k}` | {'none' if f.default is None else '`' + _default(f) + '`'} |"
+             for k, f in TrainConfig.model_fields.items()]
+    rows += ["", "| optimizer / schedule | parameters (defaults) |", "| --- | --- |"]
+    for name, cls in {**OPTIMIZERS, **SCHEDULES}.items():
+        params = ", ".join(f"`{k}` (required)" if f.is_required() else f"`{k}={_default(f)}`"
+                           for k, f in cls.model_fields.items() if k != "name")
+        rows.append(f"| `{name}` | {params} |")
+    return "\n".join(rows)
+
+
+@pytest.mark.parametrize("marker, make", [("op-table", op_table), ("train-table", train_table)])
+def test_doc_tables_match_the_code(marker, make):
+    text = DOC.read_text(encoding="utf-8")
+    pattern = re.compile(rf"(<!-- {marker}: [^\n]*-->\n)(.*?)(<!-- end {marker} -->)", re.S)
+    m = pattern.search(text)
+    assert m, f"docs/language.md lost its {marker} markers"
+    table = make() + "\n"
+    if REGEN and m.group(2) != table:
+        DOC.write_text(text[:m.start(2)] + table + text[m.end(2):], encoding="utf-8")
+        text = DOC.read_text(encoding="utf-8")
+        m = pattern.search(text)
+    assert m.group(2) == table, f"the {marker} is stale: run NETSPEC_REGEN=1 pytest {__file__}"
