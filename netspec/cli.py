@@ -162,6 +162,8 @@ def train(spec, network, data, epochs, batch_size, lr, seed, out_dir, resume, pr
     out_dir = out_dir or str(Path("runs") / s.name)
     metrics = run_training(s, data=data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr,
                            seed=seed, resume=resume, progress=progress, log=report.info)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 speaks for the run
     shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
     report.info(f"done: {shown}")
     report.info(f"weights: {Path(out_dir) / 'weights.safetensors'}")
