@@ -51,6 +51,9 @@ def _source_line(span: Span) -> str | None:
     return None
 
 
+MAX_SHOWN = 120  # columns of a source line shown under a diagnostic
+
+
 def _excerpt(span: Span) -> list[str]:
     line = _source_line(span)
     if line is None:
@@ -60,8 +63,16 @@ def _excerpt(span: Span) -> list[str]:
     if span.end_line == span.line and span.end_col > span.col:
         width = span.end_col - span.col
     width = max(1, min(width, len(shown) - span.col + 1))
+    col = span.col
+    if len(shown) > MAX_SHOWN:
+        # A generated or minified line: show a window from just before the span, not 10,000 columns.
+        start = 0 if col <= MAX_SHOWN - 20 else max(0, min(col - 1 - 20, len(shown) - MAX_SHOWN))
+        end = start + MAX_SHOWN
+        col = col - start + (3 if start else 0)
+        width = min(width, end - span.col + 1)
+        shown = ("..." if start else "") + shown[start:end] + ("..." if end < len(shown) else "")
     gutter = f"{span.line:>5} | "
-    return [gutter + shown, " " * (len(gutter) - 2) + "| " + " " * (span.col - 1) + "^" * width]
+    return [gutter + shown, " " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" * width]
 
 
 def render(diag: Diagnostic, severity: str = "error") -> str:
