@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def user_errors(f):
             return f(*args, **kwargs)
         except NetspecError as e:
             report.error(e)
+            raise SystemExit(1) from None
+        except BrokenPipeError:
+            # The reader (`| head`) left; point stdout at /dev/null so the exit flush is silent.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise SystemExit(1) from None
         except KeyboardInterrupt:
             report.fail("interrupted")

@@ -69,6 +69,7 @@ class Namer:
 
     def next(self, explicit: str | None = None) -> str:
         if explicit:
+            self.count += 1  # the layers after it keep the numbers they would have had
             return self.scope.prefix + explicit
         if self.single and self.count == 0:
             self.count = 1
@@ -367,12 +368,20 @@ class Elaborator:
 
     def _single_layer(self, e) -> bool:
         """True when a statement's value is one layer application, so the layer takes its name."""
-        if isinstance(e, ast.Named):
-            return False
+        def plain(x) -> bool:  # makes no layer of its own
+            if isinstance(x, ast.ListE):
+                return all(plain(i) for i in x.items)
+            return isinstance(x, (ast.Name, ast.Num, ast.Str, ast.Bool)) or (
+                isinstance(x, (ast.BinOp, ast.Neg)) and not isinstance(x, ast.Call)
+                and all(plain(c) for c in (getattr(x, "left", None), getattr(x, "right", None),
+                                           getattr(x, "value", None)) if c is not None))
+
         if isinstance(e, ast.Call):
-            return True
-        if isinstance(e, ast.Chain) and len(e.items) == 2 and isinstance(e.items[1], (ast.Call, ast.Name)):
-            return isinstance(e.items[0], ast.Name)
+            return all(plain(a.value) for a in e.args)
+        if isinstance(e, ast.BinOp) and e.op in ("+", "-", "*"):
+            return isinstance(e.left, ast.Name) and isinstance(e.right, ast.Name)
+        if isinstance(e, ast.Chain) and len(e.items) == 2 and isinstance(e.items[0], ast.Name):
+            return isinstance(e.items[1], ast.Name) or self._single_layer(e.items[1])
         return False
 
     def _assign(self, s: ast.Assign, scope: Scope) -> None:
@@ -644,7 +653,7 @@ class Elaborator:
                                       hint=did_you_mean(e.func.id, list(self.defs.defs) + list(REGISTRY)))
                 layer = Layer(callee, span=e.span)
             for a in e.args:
-                v = self.eval(a.value, scope)
+                v = self.eval(a.value, scope, namer)
                 if _is_tensorish(v):
                     if a.name is not None:
                         raise GraphProblem(f"tensor inputs are passed by position, not as '{a.name}='", a.span)
