@@ -4,8 +4,6 @@ compile-time expressions and conditionals, follows imports, validates op paramet
 from __future__ import annotations
 
 import re
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from .errors import (GraphProblem, LimitProblem, NameProblem, ParamProblem, Shap
                      did_you_mean)
 from .graph import Ref, add_input, add_op, add_output, add_target, new_graph
 from .ops import REGISTRY, get_op
-from .parse import parse_file
+from .parse import deep_stack, parse_file
 from .types import DTYPES, TensorType
 
 MAX_REPEAT = 10_000
@@ -844,19 +842,9 @@ class Elaborator:
                                       hint="rename one of them with 'as'")
 
 
-@contextmanager
-def _deep_stack():
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, 20_000))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
-
-
 def elaborate_file(path: str, network: str | None = None) -> nx.DiGraph:
     """Build the graph of one network of a .net file (the only one, when `network` is None)."""
-    with _deep_stack():
+    with deep_stack():
         try:
             return Elaborator().network(path, network)
         except RecursionError:

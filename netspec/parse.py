@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,7 +13,9 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import ast
 from .errors import LimitProblem, Span, SyntaxProblem, remember_source
 
-MAX_DEPTH = 100  # nesting of expressions; deeper specs are refused, never a RecursionError
+# Nesting of the syntax tree (a statement costs about 6 levels before its expression starts);
+# deeper specs are refused with a located error, never a RecursionError.
+MAX_DEPTH = 200
 
 KEYWORDS = {"import", "from", "block", "network", "input", "target", "output", "loss", "train",
             "if", "else", "true", "false", "and", "or", "not", "as"}
@@ -174,6 +178,17 @@ class _ToAst(Transformer):
         return list(c)
 
 
+@contextmanager
+def deep_stack():
+    """Room on Python's stack for the recursive walks over a tree that `_check_depth` bounded."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20_000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def _check_depth(tree: Tree, path: str) -> None:
     """Refuse absurd nesting before any recursive walk could overflow Python's stack."""
     stack = [(tree, 1)]
@@ -289,7 +304,8 @@ def parse(text: str, path: str = "<string>") -> list:
     except UnexpectedInput as e:
         raise _syntax_error(e, path, text) from None
     _check_depth(tree, path)
-    return _ToAst(path).transform(tree)
+    with deep_stack():
+        return _ToAst(path).transform(tree)
 
 
 def parse_file(path: str | Path) -> list:

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from netspec.cli import main
 from netspec.errors import GraphProblem, LimitProblem, NameProblem, ParamProblem, ShapeProblem, SyntaxProblem
+from netspec.parse import MAX_DEPTH
 from netspec.spec import load
 
 ERRORS = Path(__file__).parent / "golden" / "errors"
@@ -98,9 +99,9 @@ def _blocks(depth: int) -> str:
 
 DEEP = {
     "negation": (_net("Linear(" + "-(" * 5000 + "4" + ")" * 5000 + ")"),
-                 "expressions are nested more than 100 levels deep"),
+                 f"expressions are nested more than {MAX_DEPTH} levels deep"),
     "lists": (_net("Reshape(" + "[" * 5000 + "4" + "]" * 5000 + ")"),
-              "expressions are nested more than 100 levels deep"),
+              f"expressions are nested more than {MAX_DEPTH} levels deep"),
     "blocks": (_blocks(2000), "blocks are nested more than 64 levels deep"),
 }
 
