@@ -571,19 +571,24 @@ class Elaborator:
             return right
         raise GraphProblem(f"unexpected expression {type(e).__name__}", e.span)
 
-    def _binop(self, e: ast.BinOp, scope: Scope, namer: Namer):
+    def _binop(self, e: ast.BinOp, scope: Scope, namer: Namer, in_chain: bool = False):
+        """Arithmetic, `Layer * n` repetition, or `+ - *` between tensors.
+
+        In a chain (`x -> Add(skip) * 2`) a layer with tensor arguments waits for the piped
+        input; elsewhere it is applied at once.
+        """
         a = self._value_or_layer(e.left, scope, namer) if isinstance(e.left, (ast.Name, ast.Call, ast.Named)) \
             else self.eval(e.left, scope, namer)
-        if isinstance(a, Layer) and a.tensors:
+        if isinstance(a, Layer) and a.tensors and not in_chain:
             a = self.apply(a, [], scope, namer)
         b = self.eval(e.right, scope, namer)
         op = e.op
         if isinstance(a, Layer) and op == "*":
             if isinstance(b, bool) or not isinstance(b, int):
                 raise ParamProblem(f"a repetition count must be an integer, got {_kind(b)}", e.right.span)
-            if not 1 <= b <= MAX_REPEAT:
+            if not 0 <= b <= MAX_REPEAT:
                 cls = LimitProblem if b > MAX_REPEAT else ParamProblem
-                raise cls(f"a repetition count must be between 1 and {MAX_REPEAT:,}, got {b:,}", e.right.span)
+                raise cls(f"a repetition count must be between 0 and {MAX_REPEAT:,}, got {b:,}", e.right.span)
             return replace(a, repeat=a.repeat * b, span=e.span)
         if isinstance(a, Tensor) and isinstance(b, Tensor) and op in ("+", "*", "-"):
             opname = {"+": "Add", "*": "Mul", "-": "Sub"}[op]
@@ -682,7 +687,7 @@ class Elaborator:
         for item in e.items[1:]:
             if isinstance(item, (ast.Name, ast.Call, ast.Named, ast.BinOp)):
                 layer = self._value_or_layer(item, scope, namer) if not isinstance(item, ast.BinOp) \
-                    else self._binop_layer(item, scope, namer)
+                    else self._binop(item, scope, namer, in_chain=True)
             else:
                 layer = self.eval(item, scope, namer)
             if not isinstance(layer, Layer):
@@ -691,27 +696,19 @@ class Elaborator:
             v = self.apply(layer, _tensors(v), scope, namer)
         return v
 
-    def _binop_layer(self, e: ast.BinOp, scope: Scope, namer: Namer):
-        if e.op == "*" and isinstance(e.left, (ast.Name, ast.Call, ast.Named)):
-            left = self._value_or_layer(e.left, scope, namer)
-            if isinstance(left, Layer):
-                b = self.eval(e.right, scope, namer)
-                if isinstance(b, bool) or not isinstance(b, int):
-                    raise ParamProblem(f"a repetition count must be an integer, got {_kind(b)}", e.right.span)
-                if not 1 <= b <= MAX_REPEAT:
-                    cls = LimitProblem if b > MAX_REPEAT else ParamProblem
-                    raise cls(f"a repetition count must be between 1 and {MAX_REPEAT:,}, got {b:,}", e.right.span)
-                return replace(left, repeat=left.repeat * b, span=e.span)
-        return self.eval(e, scope, namer)
-
     # Applying layers -----------------------------------------------------------------------
 
     def apply(self, layer: Layer, piped: list[Tensor], scope: Scope, namer: Namer):
-        if layer.repeat > 1 and layer.tensors:
+        if layer.repeat != 1 and layer.tensors:
             raise GraphProblem(f"a repeated {layer.title} cannot take extra tensor arguments", layer.span)
-        if layer.repeat > 1 and layer.name:
+        if layer.repeat != 1 and layer.name:
             raise GraphProblem("a repeated layer cannot be named with 'as'", layer.span)
         inputs = list(piped) + list(layer.tensors)
+        if layer.repeat == 0:
+            # `Block * 0` passes its input through, so a stage of n units reads `B * (n - 1)`.
+            if len(inputs) != 1:
+                raise GraphProblem(f"{layer.title} * 0 passes one tensor through, got {len(inputs)}", layer.span)
+            return inputs[0]
         out = None
         for _ in range(layer.repeat):
             out = self._apply_once(layer, inputs, scope, namer)

@@ -367,12 +367,25 @@ def test_a_later_name_is_not_visible_earlier(spec):
         """)
 
 
-def test_repetition_count_must_be_positive(spec):
-    with pytest.raises(ParamProblem, match="between 1 and 10,000, got 0"):
+def test_repetition_count_zero_passes_the_input_through(spec):
+    s = spec("""
+        block Stage(n) {
+            out = in -> Linear(4) -> ReLU * (n - 1)
+        }
+        network Net {
+            input x: float32[N, 4]
+            output y = x -> Stage(1) -> Stage(3)
+        }
+    """)
+    assert [r["op"] for r in s.rows] == ["Linear", "Linear", "ReLU", "ReLU"]
+
+
+def test_repetition_count_must_not_be_negative(spec):
+    with pytest.raises(ParamProblem, match="between 0 and 10,000, got -1"):
         spec("""
             network Net {
                 input x: float32[N, 4]
-                output y = x -> ReLU * 0
+                output y = x -> ReLU * -1
             }
         """)
 
