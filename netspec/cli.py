@@ -21,6 +21,8 @@ SPEC = click.argument("spec", metavar="FILE[:NETWORK]")
 
 
 def _network_option(f):
+    f = click.option("--set", "-D", "sets", multiple=True, metavar="NAME=VALUE",
+                     help="Override a network parameter, e.g. -D classes=10 -D 'depths=[2, 2, 2, 2]'.")(f)
     return click.option("--network", "-n", metavar="NAME",
                         help="The network to use when FILE defines several (or write FILE:NAME).")(f)
 
@@ -41,6 +43,8 @@ def user_errors(f):
         except KeyboardInterrupt:
             report.fail("interrupted")
             raise SystemExit(130) from None
+        except click.ClickException:
+            raise  # usage errors: click prints them and exits 2
         except Exception as e:
             if os.environ.get("NETSPEC_DEBUG"):
                 raise
@@ -51,9 +55,15 @@ def user_errors(f):
     return wrapper
 
 
-def _load(spec: str, network: str | None):
+def _load(spec: str, network: str | None, sets: tuple[str, ...] = ()):
     from .spec import load
-    return load(spec, network)
+    params = {}
+    for item in sets:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip() or not value.strip():
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--set")
+        params[name.strip()] = value.strip()
+    return load(spec, network, params)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,9 +78,9 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--brief", is_flag=True, help="Print the totals only, not a row per layer.")
 @user_errors
-def check(spec, network, as_json, brief):
+def check(spec, network, sets, as_json, brief):
     """Parse and shape-check a spec; print its layers, shapes and parameter counts."""
-    s = _load(spec, network)
+    s = _load(spec, network, sets)
     if as_json:
         report.as_json(spec_json(s, layers=not brief))
     else:
@@ -124,7 +134,7 @@ def _weights_for(s, weights: str | None, seed: int):
 @click.option("--opset", type=click.IntRange(13, 21), default=None, help="ONNX opset (default 17).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh initialisation.")
 @user_errors
-def compile_(spec, network, out, weights, opset, seed):
+def compile_(spec, network, sets, out, weights, opset, seed):
     """Compile a spec to an ONNX model, with trained or freshly initialised weights."""
     import onnx
 
@@ -135,7 +145,7 @@ def compile_(spec, network, out, weights, opset, seed):
     if not folder.is_dir():
         raise DataProblem(f"cannot write {out}: the folder '{folder}' does not exist",
                           hint="create it first, or give another -o path")
-    s = _load(spec, network)
+    s = _load(spec, network, sets)
     arrays, source = _weights_for(s, weights, seed)
     model = lower_onnx.to_onnx(s.graph, arrays, opset=opset or lower_onnx.DEFAULT_OPSET)
     lower_onnx.save(model, out)
@@ -160,10 +170,10 @@ def compile_(spec, network, out, weights, opset, seed):
 @click.option("--resume", is_flag=True, help="Continue from DIR's checkpoint.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @user_errors
-def train(spec, network, data, epochs, batch_size, lr, seed, out_dir, resume, progress):
+def train(spec, network, sets, data, epochs, batch_size, lr, seed, out_dir, resume, progress):
     """Train a spec on a dataset; write weights.safetensors, a checkpoint and metrics.jsonl."""
     from .train import train as run_training
-    s = _load(spec, network)
+    s = _load(spec, network, sets)
     out_dir = out_dir or str(Path("runs") / s.name)
     metrics = run_training(s, data=data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr,
                            seed=seed, resume=resume, progress=progress, log=report.info)
@@ -185,10 +195,10 @@ def train(spec, network, data, epochs, batch_size, lr, seed, out_dir, resume, pr
               help="ONNX Runtime execution provider (default: the best available).")
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
 @user_errors
-def evaluate(spec, model, network, data, split, provider, batch_size):
+def evaluate(spec, model, network, sets, data, split, provider, batch_size):
     """Run a compiled ONNX model in ONNX Runtime on a dataset split and print its accuracy."""
     from .evaluate import evaluate_onnx
-    s = _load(spec, network)
+    s = _load(spec, network, sets)
     result = evaluate_onnx(s, model, data=data, split=split, provider=provider, batch_size=batch_size)
     report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}, "
                 f"on {result['provider']} in {result['seconds']:.2f} s")

@@ -16,7 +16,7 @@ from .errors import (GraphProblem, LimitProblem, NameProblem, ParamProblem, Shap
                      did_you_mean)
 from .graph import Ref, add_input, add_op, add_output, add_target, new_graph
 from .ops import REGISTRY, get_op
-from .parse import deep_stack, parse_file
+from .parse import deep_stack, parse, parse_file
 from .types import DTYPES, TensorType
 
 MAX_REPEAT = 10_000
@@ -211,7 +211,8 @@ class Elaborator:
 
     # Networks ------------------------------------------------------------------------------
 
-    def network(self, path: str, name: str | None) -> nx.DiGraph:
+    def network(self, path: str, name: str | None, params: dict[str, str] | None = None) -> nx.DiGraph:
+        """Elaborate one network; `params` override its parameters (values in spec syntax)."""
         defs = self.defs = self.load(path)
         if name is None:
             if len(defs.own_networks) == 1:
@@ -242,6 +243,8 @@ class Elaborator:
             args, item = item.args, base
         g = new_graph(alias.name if alias else item.name, path)
         scope = Scope(g, "", (), (), True)
+        if params:
+            args = [a for a in args if a.name not in params] + self._overrides(params)
         self._bind_params(item, args, Scope(g, "", (), (), True), scope, alias.span if alias else item.span)
         body = list(item.body)
         if not any(isinstance(s, ast.LossStmt) for s in body):
@@ -255,6 +258,18 @@ class Elaborator:
         self._check_unused(scope)
         self._check_names(g)
         return g
+
+    @staticmethod
+    def _overrides(params: dict[str, str]) -> list:
+        """`--set depths=[2,2,2,2]` as keyword arguments, each parsed as a spec expression."""
+        args = []
+        for key, text in params.items():
+            parsed = parse(f"{key}={text}", f"--set {key}", start="args")
+            if len(parsed) != 1 or parsed[0].name is None:
+                raise ParamProblem(f"'{key}={text}' is not NAME=VALUE", parsed[0].span if parsed else None,
+                                   hint="write --set NAME=VALUE, e.g. --set classes=10")
+            args += parsed
+        return args
 
     def _bind_params(self, item, args: list, caller: Scope, scope: Scope, call_span: Span) -> None:
         """Bind a block's or network's compile-time parameters from a call's arguments."""
@@ -839,11 +854,11 @@ class Elaborator:
                                       hint="rename one of them with 'as'")
 
 
-def elaborate_file(path: str, network: str | None = None) -> nx.DiGraph:
+def elaborate_file(path: str, network: str | None = None, params: dict[str, str] | None = None) -> nx.DiGraph:
     """Build the graph of one network of a .net file (the only one, when `network` is None)."""
     with deep_stack():
         try:
-            return Elaborator().network(path, network)
+            return Elaborator().network(path, network, params)
         except RecursionError:
             raise LimitProblem(f"{path}: the spec nests too deeply to elaborate") from None
 

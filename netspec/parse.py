@@ -31,7 +31,7 @@ def _grammar_path() -> Path:
 
 @lru_cache(maxsize=1)
 def parser() -> Lark:
-    return Lark(_grammar_path().read_text(encoding="utf-8"), parser="lalr",
+    return Lark(_grammar_path().read_text(encoding="utf-8"), parser="lalr", start=["start", "args"],
                 propagate_positions=True, maybe_placeholders=True)
 
 
@@ -296,11 +296,11 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
     return SyntaxProblem(msg, Span(path, line, col, line, end), hint)
 
 
-def parse(text: str, path: str = "<string>") -> list:
-    """Parse one file's text into its top-level items."""
+def parse(text: str, path: str = "<string>", start: str = "start"):
+    """Parse one file's text into its top-level items (or, with start="args", call arguments)."""
     remember_source(path, text)
     try:
-        tree = parser().parse(text)
+        tree = parser().parse(text, start=start)
     except UnexpectedInput as e:
         raise _syntax_error(e, path, text) from None
     _check_depth(tree, path)

@@ -83,14 +83,30 @@ def split_target(target: str) -> tuple[str, str | None]:
     return str(target), None
 
 
-def load(target: str | Path, network: str | None = None) -> Spec:
-    """Parse, elaborate and check a `.net` file (optionally `PATH:Network`) into a Spec."""
+def load(target: str | Path, network: str | None = None, params: dict | None = None) -> Spec:
+    """Parse, elaborate and check a `.net` file (optionally `PATH:Network`) into a Spec.
+
+    `params` overrides the network's parameters: {"classes": 10} or {"depths": "[2, 2, 2, 2]"};
+    a string is read as a spec expression.
+    """
     from .elaborate import elaborate_file
     from .infer import infer
     path, name = split_target(str(target))
-    g = elaborate_file(path, network or name)
+    texts = {k: v if isinstance(v, str) else _spec_literal(v) for k, v in (params or {}).items()}
+    g = elaborate_file(path, network or name, texts)
     infer(g)
     return Spec(g)
+
+
+def _spec_literal(v) -> str:
+    """A Python value written as a spec expression."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_spec_literal(x) for x in v) + "]"
+    if isinstance(v, str):
+        return '"' + v + '"'
+    return repr(v)
 
 
 __all__ = ["Spec", "load", "NetspecError"]

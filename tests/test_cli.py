@@ -153,3 +153,23 @@ def test_version_and_help():
     r = run("--help")
     assert r.exit_code == 0
     assert all(cmd in r.stdout for cmd in ("check", "compile", "train", "evaluate"))
+
+
+def test_set_overrides_network_parameters(two):
+    r = run("check", f"{two}:Other", "--json", "--brief", "-D", "classes=7")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["outputs"][0]["shape"] == ["N", 7]
+    assert json.loads(r.stdout)["parameters"] == 8 * 7 + 7
+
+
+def test_set_unknown_parameter_is_located_with_a_suggestion(two):
+    r = run("check", f"{two}:Other", "--set", "clases=7")
+    assert r.exit_code == 1
+    assert r.stderr.startswith("--set clases:1:1: error: Other has no parameter 'clases'")
+    assert "did you mean 'classes'?" in r.stderr
+
+
+def test_set_without_a_value_is_a_usage_error(two):
+    r = run("check", f"{two}:Other", "--set", "classes")
+    assert r.exit_code == 2
+    assert "NAME=VALUE" in r.stderr
