@@ -29,9 +29,10 @@ def _grammar_path() -> Path:
     raise FileNotFoundError("netspec.lark is missing from this installation")
 
 
-@lru_cache(maxsize=1)
-def parser() -> Lark:
-    return Lark(_grammar_path().read_text(encoding="utf-8"), parser="lalr", start=["start", "args"],
+@lru_cache(maxsize=2)
+def parser(start: str = "start") -> Lark:
+    # One parser per start rule: sharing LALR tables would blur the "expected ..." lists.
+    return Lark(_grammar_path().read_text(encoding="utf-8"), parser="lalr", start=start,
                 propagate_positions=True, maybe_placeholders=True)
 
 
@@ -300,7 +301,7 @@ def parse(text: str, path: str = "<string>", start: str = "start"):
     """Parse one file's text into its top-level items (or, with start="args", call arguments)."""
     remember_source(path, text)
     try:
-        tree = parser().parse(text, start=start)
+        tree = parser(start).parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(e, path, text) from None
     _check_depth(tree, path)
