@@ -67,7 +67,9 @@ def machine() -> str:
 
 
 def header() -> str:
-    return f"Measured {datetime.date.today().isoformat()} on {machine()}."
+    # Other work on the machine skews wall times; the load average says how much there was.
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return f"Measured {datetime.date.today().isoformat()} on {machine()}; load average at the end {load}."
 
 
 def write_section(name: str, text: str) -> None:
