@@ -136,8 +136,6 @@ def _weights_for(s, weights: str | None, seed: int):
 @user_errors
 def compile_(spec, network, sets, out, weights, opset, seed):
     """Compile a spec to an ONNX model, with trained or freshly initialised weights."""
-    import onnx
-
     from . import lower_onnx
     start = time.perf_counter()
     # Refuse a missing folder before the (possibly long) compile, not with an OSError after it.
@@ -148,13 +146,13 @@ def compile_(spec, network, sets, out, weights, opset, seed):
     s = _load(spec, network, sets)
     arrays, source = _weights_for(s, weights, seed)
     model = lower_onnx.to_onnx(s.graph, arrays, opset=opset or lower_onnx.DEFAULT_OPSET)
-    lower_onnx.save(model, out)
-    # Check the file written, as a deployment would load it.
-    onnx.checker.check_model(out, full_check=True)
+    del arrays  # the model holds its own copy; the checker below needs the memory
+    nodes, version = len(model.graph.node), model.opset_import[0].version
+    # The file is checked as a deployment would load it, before it replaces an older one.
+    lower_onnx.save(model, out, check=True)
     size = sum(f.stat().st_size for f in Path(out).parent.glob(Path(out).name + "*"))
-    report.info(f"wrote {out}: {s.name}, {len(model.graph.node):,} ONNX nodes, opset "
-                f"{model.opset_import[0].version}, {s.parameters:,} parameters, {size / 1e6:.1f} MB "
-                f"(weights: {source}) in {time.perf_counter() - start:.2f} s")
+    report.info(f"wrote {out}: {s.name}, {nodes:,} ONNX nodes, opset {version}, {s.parameters:,} "
+                f"parameters, {size / 1e6:.1f} MB (weights: {source}) in {time.perf_counter() - start:.2f} s")
 
 
 @main.command()

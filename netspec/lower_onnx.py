@@ -204,10 +204,12 @@ def _emit_losses(g: nx.DiGraph, em: _Emitter, values: dict[Ref, str]) -> onnx.Va
     return helper.make_tensor_value_info("loss", TensorProto.FLOAT, [])
 
 
-def save(model: onnx.ModelProto, path, external_data: bool | None = None) -> None:
+def save(model: onnx.ModelProto, path, external_data: bool | None = None, check: bool = False) -> None:
     """Write a model atomically; tensors go to `PATH.data` beside it when the proto is too big.
 
-    ``external_data`` None decides by size. The caller's model is left untouched.
+    ``external_data`` None decides by size. With ``check``, the written file must pass
+    `onnx.checker.check_model(full_check=True)` before it replaces anything at `path`.
+    The caller's model is left untouched.
     """
     path = Path(path)
     header = _without_tensors(model)
@@ -224,11 +226,16 @@ def save(model: onnx.ModelProto, path, external_data: bool | None = None) -> Non
             copy.CopyFrom(model)  # converting to external data rewrites the tensors in place
             onnx.save_model(copy, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name, size_threshold=1024)
+            del copy
+            if check:
+                onnx.checker.check_model(str(tmp), full_check=True)
             # The data lands first, so a model file never points at a missing or stale side file.
             if (tmpdir / data_name).exists():
                 os.replace(tmpdir / data_name, path.parent / data_name)
         else:
             _save_streamed(header, model.graph.initializer, tmp)
+            if check:
+                onnx.checker.check_model(str(tmp), full_check=True)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

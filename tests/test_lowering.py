@@ -233,3 +233,26 @@ def test_save_with_external_data(tmp_path):
     x = np.ones((2, 3, 8, 8), np.float32)
     np.testing.assert_allclose(ort_session(loaded).run(None, {"image": x})[0],
                                ort_session(model).run(None, {"image": x})[0], rtol=1e-6)
+
+
+def test_streamed_save_reads_back_as_the_same_model(tmp_path):
+    g = small_net()
+    model = to_onnx(g, init_weights(g))
+    path = tmp_path / "model.onnx"
+    save(model, path, check=True)
+    # Tensors appended one graph field at a time must merge back into the one model.
+    assert onnx.load(str(path)).SerializeToString(deterministic=True) == \
+        model.SerializeToString(deterministic=True)
+
+
+def test_a_model_failing_the_checker_replaces_nothing(tmp_path):
+    g = small_net()
+    path = tmp_path / "model.onnx"
+    save(to_onnx(g, init_weights(g)), path, check=True)
+    before = path.read_bytes()
+    bad = to_onnx(g, init_weights(g, seed=1))
+    bad.graph.node[0].input[0] = "no_such_value"
+    with pytest.raises(onnx.checker.ValidationError):
+        save(bad, path, check=True)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
