@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import report
+from . import __version__, report
 from .errors import DataProblem, NetspecError
 
 SPEC = click.argument("spec", metavar="FILE[:NETWORK]")
@@ -67,7 +67,7 @@ def _load(spec: str, network: str | None, sets: tuple[str, ...] = ()):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="netspec")
+@click.version_option(version=__version__, prog_name="netspec")
 def main():
     """netspec: write a network once in a .net file; check it, train it, compile it to ONNX."""
 
