@@ -128,7 +128,7 @@ def main() -> None:
 def report(args, results: dict, breakdown: dict, agree: dict) -> str:
     ours, theirs = results["netspec compile"], results["torch.onnx.export(dynamo=True)"]
     lines = [
-        f"## ResNet-152 to ONNX: `netspec compile` vs `torch.onnx.export(dynamo=True)`",
+        "## ResNet-152 to ONNX: `netspec compile` vs `torch.onnx.export(dynamo=True)`",
         "",
         header(),
         versions("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "protobuf") + ".",

@@ -53,7 +53,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
         if cfg.amp and not use_amp and dist.rank == 0:
             log("note: amp needs a CUDA device; training in float32")
         _seed_all(cfg.seed)
-        (in_name, in_type), (tgt_name, tgt_type) = spec.inputs[0], spec.targets[0]
+        (_, in_type), (tgt_name, tgt_type) = spec.inputs[0], spec.targets[0]
         train_ds, val_ds, info = load_dataset(data, in_type, tgt_type, cfg.val_split, cfg.seed)
 
         model = spec.to_torch().to(device)

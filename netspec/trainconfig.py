@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Literal, Union
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator,
-                      Field, ValidationError, ValidationInfo, model_validator)
+                      ValidationError, ValidationInfo, model_validator)
 
 from .errors import ParamProblem, did_you_mean
 

@@ -11,3 +11,5 @@ from .registry import REGISTRY, Call, Op, WeightSpec, get_op, param_count  # noq
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _mod != "registry" and not _mod.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod}")
+
+__all__ = ["REGISTRY", "Call", "Op", "WeightSpec", "get_op", "param_count"]

@@ -6,7 +6,6 @@ import math
 from typing import Literal
 
 from ..errors import OpError
-from ..types import TensorType
 from .registry import (IntOrPair, NonNegInt, NonNegIntOrPair, Op, Params, PosInt, WeightSpec, check_rank, pair,
                        register, static_dim)
 
@@ -16,98 +15,6 @@ def conv_out(size, k: int, s: int, pad_total: int, d: int):
     if isinstance(size, str):
         return size
     return (size + pad_total - d * (k - 1) - 1) // s + 1
-
-
-@register
-class Conv2d(Op):
-    doc = "2-d convolution over [N, C, H, W]; in-channels are inferred."
-    positional = ("out_channels", "kernel")
-
-    class Params(Params):
-        out_channels: PosInt
-        kernel: IntOrPair = 3
-        stride: IntOrPair = 1
-        padding: NonNegIntOrPair | Literal["same", "valid"] = 0
-        dilation: IntOrPair = 1
-        groups: PosInt = 1
-        bias: bool = True
-        padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
-
-    @staticmethod
-    def _pads(p) -> tuple[tuple[int, int], tuple[int, int]]:
-        """(begin, end) padding per spatial axis, as ONNX wants it."""
-        kh, kw = pair(p.kernel)
-        dh, dw = pair(p.dilation)
-        if p.padding == "valid":
-            return (0, 0), (0, 0)
-        if p.padding == "same":
-            # torch puts the extra pixel of an odd total at the end.
-            th, tw = dh * (kh - 1), dw * (kw - 1)
-            return (th // 2, th - th // 2), (tw // 2, tw - tw // 2)
-        ph, pw = pair(p.padding)
-        return (ph, ph), (pw, pw)
-
-    @staticmethod
-    def shape(p, ins):
-        (x,) = ins
-        check_rank(x, 4)
-        c = static_dim(x, 1, "channel count")
-        if c % p.groups:
-            raise OpError(f"in-channels {c} are not divisible by groups={p.groups}", param="groups")
-        if p.out_channels % p.groups:
-            raise OpError(f"out_channels {p.out_channels} is not divisible by groups={p.groups}",
-                          param="out_channels")
-        if p.padding == "same" and pair(p.stride) != (1, 1):
-            raise OpError("padding='same' needs stride 1", param="padding")
-        (kh, kw), (sh, sw), (dh, dw) = pair(p.kernel), pair(p.stride), pair(p.dilation)
-        (pt, pb), (pl, pr) = Conv2d._pads(p)
-        h = conv_out(x.shape[2], kh, sh, pt + pb, dh)
-        w = conv_out(x.shape[3], kw, sw, pl + pr, dw)
-        if (isinstance(h, int) and h < 1) or (isinstance(w, int) and w < 1):
-            raise OpError(f"kernel {kh}x{kw} (dilation {dh}x{dw}) does not fit the padded input {x}",
-                          param="kernel")
-        return [x.with_shape((x.shape[0], p.out_channels, h, w))]
-
-    @staticmethod
-    def weights(p, ins):
-        c = ins[0].shape[1]
-        kh, kw = pair(p.kernel)
-        fan_in = c // p.groups * kh * kw
-        bound = 1 / math.sqrt(fan_in)
-        w = {"weight": WeightSpec((p.out_channels, c // p.groups, kh, kw), ("uniform", bound))}
-        if p.bias:
-            w["bias"] = WeightSpec((p.out_channels,), ("uniform", bound))
-        return w
-
-    @staticmethod
-    def torch(p, ins):
-        from torch import nn
-        return nn.Conv2d(ins[0].shape[1], p.out_channels, pair(p.kernel), stride=pair(p.stride),
-                         padding=p.padding if isinstance(p.padding, str) else pair(p.padding),
-                         dilation=pair(p.dilation), groups=p.groups, bias=p.bias,
-                         padding_mode=p.padding_mode)
-
-    @staticmethod
-    def onnx(ctx):
-        p = ctx.params
-        (pt, pb), (pl, pr) = Conv2d._pads(p)
-        x = ctx.inputs[0]
-        if p.padding_mode != "zeros" and (pt or pb or pl or pr):
-            mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[p.padding_mode]
-            pads = ctx.const(__import__("numpy").array([0, 0, pt, pl, 0, 0, pb, pr], dtype="int64"), "pads")
-            (x,) = ctx.node("Pad", [x, pads], mode=mode)
-            pt = pb = pl = pr = 0
-        inputs = [x, ctx.weight("weight")] + ([ctx.weight("bias")] if p.bias else [])
-        ctx.node("Conv", inputs, ctx.outputs, kernel_shape=list(pair(p.kernel)), strides=list(pair(p.stride)),
-                 pads=[pt, pl, pb, pr], dilations=list(pair(p.dilation)), group=p.groups)
-
-    @staticmethod
-    def flops(p, ins, outs):
-        n = outs[0].numel()
-        if n is None:
-            n = math.prod(d for d in outs[0].shape if isinstance(d, int))
-        kh, kw = pair(p.kernel)
-        return n * (ins[0].shape[1] // p.groups) * kh * kw
 
 
 def ntuple(v, n: int) -> tuple[int, ...]:
@@ -121,6 +28,14 @@ def _check_len(p, n: int, names) -> None:
             raise OpError(f"{name} has {len(v)} values, this op has {n} spatial dims", param=name)
 
 
+def _check_groups(p, c: int) -> None:
+    if c % p.groups:
+        raise OpError(f"in-channels {c} are not divisible by groups={p.groups}", param="groups")
+    if p.out_channels % p.groups:
+        raise OpError(f"out_channels {p.out_channels} is not divisible by groups={p.groups}",
+                      param="out_channels")
+
+
 def _spatial_flops(outs, per_out: int) -> int:
     n = outs[0].numel()
     if n is None:
@@ -129,7 +44,7 @@ def _spatial_flops(outs, per_out: int) -> int:
 
 
 class _ConvNd(Op):
-    """A convolution over n spatial dims; Conv1d and Conv3d differ only in `nd`."""
+    """A convolution over n spatial dims; Conv1d, Conv2d and Conv3d differ only in `nd`."""
 
     nd = 0
     positional = ("out_channels", "kernel")
@@ -149,12 +64,7 @@ class _ConvNd(Op):
         (x,) = ins
         check_rank(x, cls.nd + 2)
         _check_len(p, cls.nd, ("kernel", "stride", "padding", "dilation"))
-        c = static_dim(x, 1, "channel count")
-        if c % p.groups:
-            raise OpError(f"in-channels {c} are not divisible by groups={p.groups}", param="groups")
-        if p.out_channels % p.groups:
-            raise OpError(f"out_channels {p.out_channels} is not divisible by groups={p.groups}",
-                          param="out_channels")
+        _check_groups(p, static_dim(x, 1, "channel count"))
         s = ntuple(p.stride, cls.nd)
         if p.padding == "same" and any(v != 1 for v in s):
             raise OpError("padding='same' needs stride 1", param="padding")
@@ -178,7 +88,7 @@ class _ConvNd(Op):
     @classmethod
     def torch(cls, p, ins):
         from torch import nn
-        mod = {1: nn.Conv1d, 3: nn.Conv3d}[cls.nd]
+        mod = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[cls.nd]
         return mod(ins[0].shape[1], p.out_channels, ntuple(p.kernel, cls.nd), stride=ntuple(p.stride, cls.nd),
                    padding=p.padding if isinstance(p.padding, str) else ntuple(p.padding, cls.nd),
                    dilation=ntuple(p.dilation, cls.nd), groups=p.groups, bias=p.bias,
@@ -226,6 +136,22 @@ class Conv1d(_ConvNd):
 
 
 @register
+class Conv2d(_ConvNd):
+    doc = "2-d convolution over [N, C, H, W]; in-channels are inferred."
+    nd = 2
+
+    class Params(Params):
+        out_channels: PosInt
+        kernel: IntOrPair = 3
+        stride: IntOrPair = 1
+        padding: NonNegIntOrPair | Literal["same", "valid"] = 0
+        dilation: IntOrPair = 1
+        groups: PosInt = 1
+        bias: bool = True
+        padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+
+
+@register
 class Conv3d(_ConvNd):
     doc = "3-d convolution over [N, C, D, H, W]; in-channels are inferred."
     nd = 3
@@ -260,12 +186,7 @@ class ConvTranspose2d(Op):
     def shape(p, ins):
         (x,) = ins
         check_rank(x, 4)
-        c = static_dim(x, 1, "channel count")
-        if c % p.groups:
-            raise OpError(f"in-channels {c} are not divisible by groups={p.groups}", param="groups")
-        if p.out_channels % p.groups:
-            raise OpError(f"out_channels {p.out_channels} is not divisible by groups={p.groups}",
-                          param="out_channels")
+        _check_groups(p, static_dim(x, 1, "channel count"))
         k, s, pad = pair(p.kernel), pair(p.stride), pair(p.padding)
         op, d = pair(p.output_padding), pair(p.dilation)
         for i in range(2):
