@@ -275,7 +275,7 @@ class Elaborator:
         """Bind a block's or network's compile-time parameters from a call's arguments."""
         pos, kw = [], {}
         for a in args:
-            v = self.eval(a.value, caller)
+            v = self.evaluate(a.value, caller)
             if _is_tensorish(v):
                 raise ParamProblem(f"{item.name} takes no tensor here", a.span)
             if a.name is None:
@@ -304,14 +304,14 @@ class Elaborator:
                 if p.default is None:
                     raise ParamProblem(f"{item.name} needs a value for its parameter '{p.name}'", call_span)
                 # Defaults are evaluated in the definition's own scope, seeing earlier parameters.
-                values[p.name] = (self.eval(p.default, scope), p.span)
+                values[p.name] = (self.evaluate(p.default, scope), p.span)
             scope.vars[p.name] = Binding(values[p.name][0], values[p.name][1], used=True)
 
     # Statements ----------------------------------------------------------------------------
 
     def exec_block(self, stmts: list, scope: Scope) -> None:
         for s in stmts:
-            self.exec(s, scope)
+            self.statement(s, scope)
 
     def _define_var(self, scope: Scope, name: str, value, span: Span, used=False) -> Binding:
         self._check_new(scope, name, span)
@@ -329,7 +329,7 @@ class Elaborator:
             raise NameProblem(f"'{name}' is the name of an {'op' if name in REGISTRY else 'block or network'}",
                               span, hint="give the tensor another name")
 
-    def exec(self, s, scope: Scope) -> None:
+    def statement(self, s, scope: Scope) -> None:
         if isinstance(s, ast.InputDecl):
             self._inputs(s, scope)
         elif isinstance(s, ast.TargetDecl):
@@ -342,7 +342,7 @@ class Elaborator:
         elif isinstance(s, ast.OutputDecl):
             self._output(s, scope)
         elif isinstance(s, ast.IfStmt):
-            cond = self.eval(s.cond, scope)
+            cond = self.evaluate(s.cond, scope)
             if not isinstance(cond, bool):
                 raise ParamProblem(f"a condition must be true or false, got {_kind(cond)}", s.cond.span,
                                    hint="conditions are decided at compile time, from parameters")
@@ -373,7 +373,7 @@ class Elaborator:
             if isinstance(d, ast.Name) and d.id not in scope.vars:
                 dims.append(d.id)  # a symbolic dim, such as the batch size N
                 continue
-            v = self.eval(d, scope)
+            v = self.evaluate(d, scope)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ShapeProblem(f"a dimension must be a positive integer or a symbolic name, got {_show(v)}", d.span)
             dims.append(v)
@@ -402,7 +402,7 @@ class Elaborator:
         for name, span in zip(s.names, s.name_spans):
             self._check_new(scope, name, span)
         base = "_".join(s.names)
-        value = self.eval(s.value, scope, Namer(scope, base, self._single_layer(s.value)))
+        value = self.evaluate(s.value, scope, Namer(scope, base, self._single_layer(s.value)))
         if len(s.names) == 1:
             self._define_var(scope, s.names[0], value, s.name_spans[0])
             return
@@ -422,7 +422,7 @@ class Elaborator:
             value = b.value
         else:
             self._check_new(scope, s.name, s.name_span)
-            value = self.eval(s.value, scope, Namer(scope, s.name, self._single_layer(s.value)))
+            value = self.evaluate(s.value, scope, Namer(scope, s.name, self._single_layer(s.value)))
             b = self._define_var(scope, s.name, value, s.name_span, used=True)
             b.is_output = True
         if not isinstance(value, Tensor):
@@ -443,7 +443,7 @@ class Elaborator:
         weight, pos, kw, tensors = 1.0, [], {}, []
         for a in s.args:
             if a.name == "weight":
-                weight = self.eval(a.value, scope)
+                weight = self.evaluate(a.value, scope)
                 if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
                     raise ParamProblem(f"a loss weight must be a number >= 0, got {_show(weight)}", a.value.span)
                 continue
@@ -460,7 +460,7 @@ class Elaborator:
                     b.used = True
                     tensors.append(b.value)
                     continue
-            v = self.eval(a.value, scope)
+            v = self.evaluate(a.value, scope)
             if isinstance(v, Tensor):
                 tensors.append(v)
             elif a.name is None:
@@ -523,7 +523,7 @@ class Elaborator:
                 spans[path + (a.name,)] = a.value.span
                 d[a.name] = self._setting(a.value, scope, path + (a.name,), spans)
             return d
-        v = self.eval(e, scope)
+        v = self.evaluate(e, scope)
         return list(v) if isinstance(v, tuple) else v
 
     # Expressions ---------------------------------------------------------------------------
@@ -531,14 +531,14 @@ class Elaborator:
     def _hint(self, name: str, scope: Scope) -> str | None:
         return did_you_mean(name, list(scope.vars) + list(self.defs.defs) + list(REGISTRY))
 
-    def eval(self, e, scope: Scope, namer: Namer | None = None):
+    def evaluate(self, e, scope: Scope, namer: Namer | None = None):
         if namer is None:
             scope.anon += 1
             namer = Namer(scope, f"_{scope.anon}")
         if isinstance(e, ast.Num) or isinstance(e, ast.Str) or isinstance(e, ast.Bool):
             return e.value
         if isinstance(e, ast.ListE):
-            return tuple(self.eval(x, scope, namer) for x in e.items)
+            return tuple(self.evaluate(x, scope, namer) for x in e.items)
         if isinstance(e, ast.Chain):
             return self._chain(e, scope, namer)
         if isinstance(e, (ast.Name, ast.Call, ast.Named)):
@@ -547,14 +547,14 @@ class Elaborator:
                 return self.apply(v, [], scope, namer)
             return v
         if isinstance(e, ast.Ternary):
-            cond = self.eval(e.cond, scope, namer)
+            cond = self.evaluate(e.cond, scope, namer)
             if not isinstance(cond, bool):
                 raise ParamProblem(f"a condition must be true or false, got {_kind(cond)}", e.cond.span,
                                    hint="conditions are decided at compile time, from parameters")
-            return self.eval(e.then if cond else e.other, scope, namer)
+            return self.evaluate(e.then if cond else e.other, scope, namer)
         if isinstance(e, ast.Index):
-            v = self.eval(e.value, scope, namer)
-            i = self.eval(e.index, scope, namer)
+            v = self.evaluate(e.value, scope, namer)
+            i = self.evaluate(e.index, scope, namer)
             if not isinstance(v, tuple):
                 raise ParamProblem(f"cannot index {_kind(v)}", e.value.span)
             if isinstance(i, bool) or not isinstance(i, int):
@@ -565,22 +565,22 @@ class Elaborator:
         if isinstance(e, ast.BinOp):
             return self._binop(e, scope, namer)
         if isinstance(e, ast.Neg):
-            v = self.eval(e.value, scope, namer)
+            v = self.evaluate(e.value, scope, namer)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ParamProblem(f"cannot negate {_kind(v)}", e.span)
             return -v
         if isinstance(e, ast.Not):
-            v = self.eval(e.value, scope, namer)
+            v = self.evaluate(e.value, scope, namer)
             if not isinstance(v, bool):
                 raise ParamProblem(f"'not' needs true or false, got {_kind(v)}", e.span)
             return not v
         if isinstance(e, ast.BoolOp):
-            left = self.eval(e.left, scope, namer)
+            left = self.evaluate(e.left, scope, namer)
             if not isinstance(left, bool):
                 raise ParamProblem(f"'{e.op}' needs true or false, got {_kind(left)}", e.left.span)
             if (e.op == "and") != left:  # short-circuit
                 return left
-            right = self.eval(e.right, scope, namer)
+            right = self.evaluate(e.right, scope, namer)
             if not isinstance(right, bool):
                 raise ParamProblem(f"'{e.op}' needs true or false, got {_kind(right)}", e.right.span)
             return right
@@ -593,10 +593,10 @@ class Elaborator:
         input; elsewhere it is applied at once.
         """
         a = self._value_or_layer(e.left, scope, namer) if isinstance(e.left, (ast.Name, ast.Call, ast.Named)) \
-            else self.eval(e.left, scope, namer)
+            else self.evaluate(e.left, scope, namer)
         if isinstance(a, Layer) and a.tensors and not in_chain:
             a = self.apply(a, [], scope, namer)
-        b = self.eval(e.right, scope, namer)
+        b = self.evaluate(e.right, scope, namer)
         op = e.op
         if isinstance(a, Layer) and op == "*":
             if isinstance(b, bool) or not isinstance(b, int):
@@ -671,7 +671,7 @@ class Elaborator:
                                       hint=did_you_mean(e.func.id, list(self.defs.defs) + list(REGISTRY)))
                 layer = Layer(callee, span=e.span)
             for a in e.args:
-                v = self.eval(a.value, scope, namer)
+                v = self.evaluate(a.value, scope, namer)
                 if _is_tensorish(v):
                     if a.name is not None:
                         raise GraphProblem(f"tensor inputs are passed by position, not as '{a.name}='", a.span)
@@ -683,7 +683,7 @@ class Elaborator:
                 else:
                     layer.kw[a.name] = (v, a.span, a.name_span)
             return layer
-        return self.eval(e, scope, namer)
+        return self.evaluate(e, scope, namer)
 
     def _callee(self, name: str):
         d = self.defs.defs.get(name)
@@ -695,7 +695,7 @@ class Elaborator:
         return op
 
     def _chain(self, e: ast.Chain, scope: Scope, namer: Namer):
-        v = self.eval(e.items[0], scope, namer)
+        v = self.evaluate(e.items[0], scope, namer)
         if not _is_tensorish(v):
             raise GraphProblem(f"a chain starts from a tensor, got {_kind(v)}", e.items[0].span,
                                hint="start from an input or a named tensor: x -> ...")
@@ -704,7 +704,7 @@ class Elaborator:
                 layer = self._value_or_layer(item, scope, namer) if not isinstance(item, ast.BinOp) \
                     else self._binop(item, scope, namer, in_chain=True)
             else:
-                layer = self.eval(item, scope, namer)
+                layer = self.evaluate(item, scope, namer)
             if not isinstance(layer, Layer):
                 raise GraphProblem(f"cannot pass a tensor through {_kind(layer)}", item.span,
                                    hint="each step after '->' is an op or a block")

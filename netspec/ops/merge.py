@@ -54,9 +54,10 @@ def _fold_module():
 
 
 class _Elementwise(Op):
-    """A broadcasting arithmetic op: `torch_fn` and `onnx_type` combine two inputs."""
+    """A broadcasting arithmetic op: `torch.<torch_name>` and ONNX `onnx_type` combine two inputs."""
 
     arity = (2, None)
+    torch_name = ""
     onnx_type = ""
 
     @staticmethod
@@ -65,12 +66,9 @@ class _Elementwise(Op):
         return [TensorType(dtype, broadcast([t.shape for t in ins]))]
 
     @classmethod
-    def _torch_fn(cls):
-        raise NotImplementedError
-
-    @classmethod
     def torch(cls, p, ins):
-        fn = cls._torch_fn()
+        import torch
+        fn = getattr(torch, cls.torch_name)
         return Call(fn) if len(ins) == 2 else _fold_module()(fn)
 
     @classmethod
@@ -87,35 +85,23 @@ class _Elementwise(Op):
 @register
 class Add(_Elementwise):
     doc = "The elementwise sum of two or more inputs, with numpy broadcasting (residual connections)."
+    torch_name = "add"
     onnx_type = "Add"
-
-    @classmethod
-    def _torch_fn(cls):
-        import torch
-        return torch.add
 
 
 @register
 class Mul(_Elementwise):
     doc = "The elementwise product of two or more inputs, with numpy broadcasting (gates)."
+    torch_name = "mul"
     onnx_type = "Mul"
-
-    @classmethod
-    def _torch_fn(cls):
-        import torch
-        return torch.mul
 
 
 @register
 class Sub(_Elementwise):
     doc = "The first input minus the second, with numpy broadcasting."
     arity = (2, 2)
+    torch_name = "sub"
     onnx_type = "Sub"
-
-    @classmethod
-    def _torch_fn(cls):
-        import torch
-        return torch.sub
 
 
 def _fixed_others(ins: list[TensorType], axis: int, what: str) -> None:

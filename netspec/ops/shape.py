@@ -300,7 +300,7 @@ class Dropout(Op):
     @staticmethod
     def torch(p, ins):
         from torch import nn
-        return nn.Dropout(p.p)  # a module, not a Call, so that train() and eval() switch it
+        return nn.Dropout(p.p)  # a module, not a Call, so that the train and eval modes switch it
 
     @staticmethod
     def onnx(ctx):
