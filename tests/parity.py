@@ -80,7 +80,7 @@ def ort_session(model) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def run_parity(op_name: str, params: dict, in_types: list[TensorType], seed: int = 0, *,
+def assert_parity(op_name: str, params: dict, in_types: list[TensorType], seed: int = 0, *,
                int_range: IntRange | tuple[int, int] | None = None, batch: int = 2,
                rtol: float = 1e-3, atol: float = 1e-5) -> None:
     """Check an op's torch and ONNX lowerings against each other and against `infer`."""

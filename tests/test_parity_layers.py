@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from netspec.errors import OpError
 from netspec.ops import get_op
 from netspec.types import TensorType
-from tests.parity import run_parity
+from tests.parity import assert_parity
 
 F = "float32"
 small = st.integers
@@ -179,7 +179,7 @@ def test_parity(case, data):
     strategy = CASES[case] if case in CASES else EXTRA_CASES[case]
     params, in_types, *options = data.draw(strategy)
     batch = data.draw(small(1, 3), label="batch")
-    run_parity(case.split(":")[0], params, in_types, seed=data.draw(small(0, 2**16), label="seed"),
+    assert_parity(case.split(":")[0], params, in_types, seed=data.draw(small(0, 2**16), label="seed"),
                batch=batch, **(options[0] if options else {}))
 
 
@@ -199,4 +199,4 @@ CEIL_EDGES = [
 
 @pytest.mark.parametrize("op_name,params,in_types", CEIL_EDGES)
 def test_ceil_mode_edge(op_name, params, in_types):
-    run_parity(op_name, params, in_types, seed=1, batch=2)
+    assert_parity(op_name, params, in_types, seed=1, batch=2)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netspec.types import TensorType
-from tests.parity import run_parity
+from tests.parity import assert_parity
 
 # A loss case lists the prediction only: the harness derives the target's type from the op.
 
@@ -287,7 +287,7 @@ CASES = {
 def test_parity(case, data):
     params, in_types, *options = data.draw(CASES[case])
     batch = data.draw(small(1, 3), label="batch")
-    run_parity(case, params, in_types, seed=data.draw(small(0, 2**16), label="seed"), batch=batch,
+    assert_parity(case, params, in_types, seed=data.draw(small(0, 2**16), label="seed"), batch=batch,
                **(options[0] if options else {}))
 
 
@@ -305,7 +305,7 @@ EDGES = [
 
 @pytest.mark.parametrize("op_name,params,in_types,options", EDGES)
 def test_edge(op_name, params, in_types, options):
-    run_parity(op_name, params, in_types, seed=3, batch=2, **options)
+    assert_parity(op_name, params, in_types, seed=3, batch=2, **options)
 
 
 def test_bce_is_stable_for_large_logits():

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from netspec.errors import OpError
 from netspec.ops import get_op
 from netspec.types import TensorType
-from tests.parity import run_parity
+from tests.parity import assert_parity
 
 F = "float32"
 small = st.integers
@@ -48,7 +48,7 @@ CASES = {
 def test_parity(case, data):
     params, in_types = data.draw(CASES[case])
     batch = data.draw(small(1, 3), label="batch")
-    run_parity(case, params, in_types, seed=data.draw(small(0, 2**16), label="seed"), batch=batch)
+    assert_parity(case, params, in_types, seed=data.draw(small(0, 2**16), label="seed"), batch=batch)
 
 
 # AdaptiveAvgPool2d to a grid that does not divide the input: overlapping windows (GoogLeNet's
@@ -63,7 +63,7 @@ EDGES = [
 
 @pytest.mark.parametrize("op_name,params,in_types", EDGES)
 def test_edge(op_name, params, in_types):
-    run_parity(op_name, params, in_types, seed=5, batch=2)
+    assert_parity(op_name, params, in_types, seed=5, batch=2)
 
 
 @pytest.mark.parametrize("op_name,params,in_type,message", [
