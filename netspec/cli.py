@@ -93,6 +93,7 @@ def _tensor(name, t) -> dict:
 
 def spec_json(s, layers: bool = True) -> dict:
     g = s.graph
+    output_of = {ref: name for name, ref, _ in g.graph["outputs"]}
     out = {
         "network": s.name,
         "file": s.path,
@@ -101,7 +102,7 @@ def spec_json(s, layers: bool = True) -> dict:
         "inputs": [_tensor(n, t) for n, t in s.inputs],
         "outputs": [_tensor(n, t) for n, t in s.outputs],
         "targets": [_tensor(n, t) for n, t in s.targets],
-        "losses": [{"op": g.nodes[n]["op"], "prediction": g.nodes[n]["args"][0].node,
+        "losses": [{"op": g.nodes[n]["op"], "prediction": output_of[g.nodes[n]["args"][0]],
                     "target": g.nodes[n]["args"][1].node, "weight": g.nodes[n]["weight"]}
                    for n in g.graph["losses"]],
         "train": s.train_config.model_dump(mode="json"),
@@ -133,10 +134,18 @@ def _weights_for(s, weights: str | None, seed: int):
 @click.option("--weights", "-w", metavar="FILE", help="A weights.safetensors (or the run folder) to embed.")
 @click.option("--opset", type=click.IntRange(13, 21), default=None, help="ONNX opset (default 17).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh initialisation.")
+@click.option("--optimize", is_flag=True,
+              help="Also write OUT.opt.onnx, graph-optimized by ONNX Runtime for its CPU provider.")
+@click.option("--float16", is_flag=True,
+              help="Also write OUT.fp16.onnx: float16 weights and compute, float32 inputs and outputs.")
+@click.option("--int8", is_flag=True, help="Also write OUT.int8.onnx: int8 weights, dynamically quantized.")
 @user_errors
-def compile_(spec, network, sets, out, weights, opset, seed):
-    """Compile a spec to an ONNX model, with trained or freshly initialised weights."""
-    from . import lower_onnx
+def compile_(spec, network, sets, out, weights, opset, seed, optimize, float16, int8):
+    """Compile a spec to an ONNX model, with trained or freshly initialised weights.
+
+    OUT is always the float32 model; each variant flag adds a file beside it (see docs/deploy.md).
+    """
+    from . import lower_onnx, variants
     start = time.perf_counter()
     # Refuse a missing folder before the (possibly long) compile, not with an OSError after it.
     folder = Path(out).parent
@@ -148,11 +157,18 @@ def compile_(spec, network, sets, out, weights, opset, seed):
     model = lower_onnx.to_onnx(s.graph, arrays, opset=opset or lower_onnx.DEFAULT_OPSET)
     del arrays  # the model holds its own copy; the checker below needs the memory
     nodes, version = len(model.graph.node), model.opset_import[0].version
-    # The file is checked as a deployment would load it, before it replaces an older one.
-    lower_onnx.save(model, out, check=True)
+    kinds = [k for k, on in (("optimize", optimize), ("float16", float16), ("int8", int8)) if on]
+    # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
+    with variants.staged(model, out, kinds) as written:
+        # The file is checked as a deployment would load it, before it replaces an older one.
+        lower_onnx.save(model, out, check=True)
     size = sum(f.stat().st_size for f in Path(out).parent.glob(Path(out).name + "*"))
     report.info(f"wrote {out}: {s.name}, {nodes:,} ONNX nodes, opset {version}, {s.parameters:,} "
                 f"parameters, {size / 1e6:.1f} MB (weights: {source}) in {time.perf_counter() - start:.2f} s")
+    for kind, path in written:
+        vsize = variants.files_size(path)
+        report.info(f"wrote {path}: {variants.VARIANTS[kind].describe}, {vsize / 1e6:.1f} MB "
+                    f"({vsize / size:.2f}x the float32 file)")
 
 
 @main.command()

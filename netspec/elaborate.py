@@ -246,11 +246,14 @@ class Elaborator:
         if params:
             args = [a for a in args if a.name not in params] + self._overrides(params)
         self._bind_params(item, args, Scope(g, "", (), (), True), scope, alias.span if alias else item.span)
+        # Top-level losses and train blocks apply to networks without their own: those of the
+        # file the user named first, else those of the file that defines the network.
+        home = self.modules[str(Path(item.path).resolve())]
         body = list(item.body)
         if not any(isinstance(s, ast.LossStmt) for s in body):
-            body += defs.losses
+            body += defs.losses or home.losses
         if not any(isinstance(s, ast.TrainDef) for s in body):
-            body += defs.trains
+            body += defs.trains or home.trains
         self.exec_block(body, scope)
         if not g.graph["outputs"]:
             raise GraphProblem(f"network {item.name} declares no output", item.span,

@@ -509,3 +509,34 @@ def test_doc_tables_match_the_code(marker, make):
         text = DOC.read_text(encoding="utf-8")
         m = pattern.search(text)
     assert m.group(2) == table, f"the {marker} is stale: run NETSPEC_REGEN=1 pytest {__file__}"
+
+
+ZOO_LIKE = """
+    network Net(classes = 10) {
+        input x: float32[N, 8]
+        output logits = x -> Linear(classes)
+    }
+    loss CrossEntropy(logits, label)
+    train { epochs = 7 }
+"""
+
+
+def test_an_imported_network_keeps_its_files_loss_and_train_block(spec):
+    s = spec("""
+        import "zoo.net"
+        network Small = Net(classes=3)
+    """, "Small", files={"zoo.net": ZOO_LIKE})
+    assert [s.graph.nodes[n]["op"] for n in s.graph.graph["losses"]] == ["CrossEntropy"]
+    assert s.train_config.epochs == 7
+
+
+def test_the_importing_files_loss_and_train_block_take_precedence(spec):
+    s = spec("""
+        import "zoo.net"
+        network Small = Net(classes=3)
+        loss CrossEntropy(logits, label, label_smoothing=0.1)
+        train { epochs = 2 }
+    """, "Small", files={"zoo.net": ZOO_LIKE})
+    losses = [s.graph.nodes[n] for n in s.graph.graph["losses"]]
+    assert [n["params"].label_smoothing for n in losses] == [0.1]
+    assert s.train_config.epochs == 2
