@@ -1,0 +1,199 @@
+"""`netspec compile --optimize/--float16/--int8`: each variant loads, runs and agrees with float32."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from netspec import lower_onnx, variants
+from netspec.cli import main
+from netspec.spec import load
+from netspec.weights import init_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL = """
+network Small {
+    input image: float32[N, 3, 16, 16]
+    h = image -> Conv2d(32, 3, padding=1, bias=false) -> BatchNorm2d -> ReLU -> MaxPool2d(2)
+              -> Conv2d(64, 3, padding=1) -> ReLU -> Upsample(scale_factor=2) -> MaxPool2d(2)
+    output logits = h -> GlobalAvgPool -> Flatten -> Linear(128) -> ReLU -> Linear(10)
+}
+network Words {
+    input tokens: int64[N, 4]
+    output y = tokens -> Embedding(20, 8) -> Flatten -> Linear(5)
+}
+network NoWeights {
+    input x: float32[N, 8]
+    output y = x -> ReLU
+}
+"""
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """The Small network compiled once with every variant; (folder, float32 path, batch)."""
+    folder = tmp_path_factory.mktemp("variants")
+    (folder / "small.net").write_text(SMALL, encoding="utf-8")
+    out = folder / "small.onnx"
+    r = run("compile", f"{folder / 'small.net'}:Small", "-o", out, "--optimize", "--float16", "--int8")
+    assert r.exit_code == 0, r.output
+    x = np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(np.float32)
+    return folder, out, x, r.output
+
+
+def outputs(path, x):
+    return session(path).run(["logits"], {"image": x})[0]
+
+
+def test_cli_writes_each_variant_beside_out_and_says_so(compiled):
+    folder, out, _, text = compiled
+    for tag in ("opt", "fp16", "int8"):
+        path = folder / f"small.{tag}.onnx"
+        assert path.is_file()
+        assert f"wrote {path}:" in text
+    assert "x the float32 file" in text
+    # The staging folder is gone once the variants are in place.
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+def test_float16_is_a_drop_in_with_half_the_bytes(compiled):
+    folder, out, x, _ = compiled
+    path = folder / "small.fp16.onnx"
+    onnx.checker.check_model(str(path), full_check=True)
+    model = onnx.load(str(path))
+    # Float32 at the boundary, float16 inside.
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [TensorProto.FLOAT]
+    assert [o.type.tensor_type.elem_type for o in model.graph.output] == [TensorProto.FLOAT]
+    weights = [t for t in model.graph.initializer if t.name.endswith(".weight")]
+    assert weights and all(t.data_type == TensorProto.FLOAT16 for t in weights)
+    # Resize's scales are float32 by the schema, whatever the data type.
+    resize = next(n for n in model.graph.node if n.op_type == "Resize")
+    scales = next(t for t in model.graph.initializer if t.name == resize.input[2])
+    assert scales.data_type == TensorProto.FLOAT
+    ref, got = outputs(out, x), outputs(path, x)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-2, atol=1e-2 * np.abs(ref).max())
+    assert variants.files_size(path) < 0.6 * variants.files_size(out)
+    assert {p.key: p.value for p in model.metadata_props}["netspec.variant"] == "float16"
+
+
+def test_int8_agrees_on_the_argmax_with_a_quarter_of_the_bytes(compiled):
+    folder, out, x, _ = compiled
+    path = folder / "small.int8.onnx"
+    onnx.checker.check_model(str(path), full_check=True)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    # Linear's Gemm went through MatMul, so it was quantized too.
+    assert {"ConvInteger", "MatMulInteger"} <= ops and "Gemm" not in ops
+    ref, got = outputs(out, x), outputs(path, x)
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.8
+    assert np.abs(got - ref).max() <= 0.1 * np.abs(ref).max()
+    assert variants.files_size(path) < 0.4 * variants.files_size(out)
+
+
+def test_optimized_model_runs_and_matches(compiled):
+    folder, out, x, _ = compiled
+    path = folder / "small.opt.onnx"
+    # May hold com.microsoft fused ops, which onnx's checker does not know: ORT is the judge.
+    np.testing.assert_allclose(outputs(path, x), outputs(out, x), rtol=1e-4, atol=1e-5)
+
+
+def test_float16_leaves_integer_inputs_alone(tmp_path):
+    (tmp_path / "w.net").write_text(SMALL, encoding="utf-8")
+    s = load(f"{tmp_path / 'w.net'}:Words", None, {})
+    model = lower_onnx.to_onnx(s.graph, init_weights(s.graph, seed=1))
+    half = variants.to_float16(model)
+    onnx.checker.check_model(half, full_check=True)
+    tokens = np.random.default_rng(1).integers(0, 20, (6, 4))
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"tokens": tokens})[0]
+    got = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"tokens": tokens})[0]
+    assert half.graph.input[0].type.tensor_type.elem_type == TensorProto.INT64
+    np.testing.assert_allclose(got, ref, rtol=1e-2, atol=1e-2 * np.abs(ref).max())
+
+
+def _tiny(nodes, inits, out_type=TensorProto.FLOAT):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", out_type, [2, 4])],
+                              [numpy_helper.from_array(a, n) for n, a in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_float16_saturates_instead_of_overflowing():
+    big = np.full((3, 4), 1e6, np.float32)
+    big[0, 0] = -np.inf
+    half = variants.to_float16(_tiny([helper.make_node("MatMul", ["x", "w"], ["y"])], {"w": big}))
+    w = numpy_helper.to_array(half.graph.initializer[0])
+    assert w.dtype == np.float16 and w[0, 0] == -np.inf and w[1, 1] == np.finfo(np.float16).max
+
+
+def test_float16_turns_casts_and_constants_to_float16():
+    nodes = [helper.make_node("Constant", [], ["c"], value_float=2.0),
+             helper.make_node("Mul", ["x", "c"], ["xc"]),
+             helper.make_node("Cast", ["xc"], ["xf"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["xf", "w"], ["y"])]
+    model = _tiny(nodes, {"w": np.eye(3, 4, dtype=np.float32)})
+    half = variants.to_float16(model)
+    onnx.checker.check_model(half, full_check=True)
+    cast = next(n for n in half.graph.node if n.output == ["xf"])
+    assert cast.attribute[0].i == TensorProto.FLOAT16
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, 2 * x @ np.eye(3, 4), rtol=1e-3)
+
+
+def test_matmul_form_computes_the_same_as_gemm():
+    rng = np.random.default_rng(2)
+    w, b = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    model = _tiny([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], {"w": w, "b": b})
+    form = variants._matmul_form(model)
+    assert [n.op_type for n in form.graph.node] == ["MatMul", "Add"]
+    assert {t.name for t in form.graph.initializer} == {"w/matmul", "b"}
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    got = ort.InferenceSession(form.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, x @ w.T + b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_variant_leaves_older_files_intact(tmp_path):
+    (tmp_path / "s.net").write_text(SMALL, encoding="utf-8")
+    out = tmp_path / "n.onnx"
+    out.write_bytes(b"older model")
+    (tmp_path / "n.fp16.onnx").write_bytes(b"older fp16")
+    r = run("compile", f"{tmp_path / 's.net'}:NoWeights", "-o", out, "--float16", "--int8")
+    assert r.exit_code == 1, r.output
+    assert "no MatMul, Linear or Conv" in r.output and "Traceback" not in r.output
+    assert out.read_bytes() == b"older model"
+    assert (tmp_path / "n.fp16.onnx").read_bytes() == b"older fp16"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.fp16.onnx", "n.onnx", "s.net"]
+
+
+def test_variant_names():
+    assert variants.variant_path("a/model.onnx", "float16") == Path("a/model.fp16.onnx")
+    assert variants.variant_path("model", "int8") == Path("model.int8.onnx")
+    assert variants.variant_path("m.onnx", "optimize") == Path("m.opt.onnx")
+
+
+def test_compile_with_every_variant_never_imports_torch(tmp_path):
+    code = ("import sys\nfrom netspec.cli import main\n"
+            f"try:\n    main(['compile', 'models/lenet5.net', '-o', {str(tmp_path / 'l.onnx')!r},"
+            " '--optimize', '--float16', '--int8'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "l.int8.onnx").is_file()
