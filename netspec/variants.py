@@ -92,7 +92,8 @@ def _fp16_attributes(node: onnx.NodeProto) -> None:
             if attr.name in ("value_float", "value_floats"):
                 values = np.array(attr.f if attr.name == "value_float" else list(attr.floats), np.float32)
                 node.attribute.remove(attr)
-                node.attribute.append(helper.make_attribute("value", numpy_helper.from_array(_to_fp16_array(values))))
+                half = numpy_helper.from_array(_to_fp16_array(values))
+                node.attribute.append(helper.make_attribute("value", half))
 
 
 def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -109,18 +110,14 @@ def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
         _fp16_attributes(node)
 
     # Inputs that must stay float32: initializers used only there keep their type, anything
-    # else computed in float16 is cast back.
-    fp32_uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
-    other_uses: set[str] = set()
+    # else (computed in float16, or a weight shared with float16 compute) is cast back.
+    fp32_uses, other_uses = set(), set()
     for node in nodes:
         slots = FLOAT32_SLOTS.get(node.op_type, ())
         for i, name in enumerate(node.input):
-            if i in slots and name:
-                fp32_uses.setdefault(name, []).append((node, i))
-            else:
-                other_uses.add(name)
-    inits = {t.name: t for t in g.initializer}
-    keep32 = {n for n in fp32_uses if n in inits and n not in other_uses}
+            (fp32_uses if i in slots else other_uses).add(name)
+    inits = {t.name for t in g.initializer}
+    keep32 = (fp32_uses & inits) - other_uses
     for t in g.initializer:
         if t.data_type == TensorProto.FLOAT and t.name not in keep32:
             t.CopyFrom(_fp16_tensor(t))
@@ -136,13 +133,6 @@ def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
         return name
 
     casts_in, casts_out = [], []
-    for name, uses in fp32_uses.items():
-        if name in keep32:
-            continue
-        cast = fresh(f"{name}/float32")
-        casts_in.append(helper.make_node("Cast", [name], [cast], name=fresh(f"{cast}/Cast"), to=TensorProto.FLOAT))
-        for node, i in uses:
-            node.input[i] = cast
     for vi in g.input:
         if _is_float(vi):
             inner = fresh(f"{vi.name}/float16")
@@ -159,19 +149,17 @@ def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
                         node.output[i] = inner
             casts_out.append(helper.make_node("Cast", [inner], [vi.name], name=fresh(f"{vi.name}/Cast"),
                                               to=TensorProto.FLOAT))
-    # A Cast feeding a float32-only slot must follow its producer: put it right before its user.
-    order = []
-    pending = {c.input[0]: c for c in casts_in if c.attribute[0].i == TensorProto.FLOAT}
-    ready = set(inits) | {vi.name for vi in g.input}
-    order += [c for c in casts_in if c.attribute[0].i == TensorProto.FLOAT16]
-    for c in list(pending.values()):
-        if c.input[0] in ready:
-            order.append(pending.pop(c.input[0]))
+    # A float32-only slot fed from float16 compute gets a Cast right before its node, which
+    # keeps the node list in topological order.
+    order = list(casts_in)
     for node in nodes:
+        for i in FLOAT32_SLOTS.get(node.op_type, ()):
+            if i < len(node.input) and node.input[i] and node.input[i] not in keep32:
+                cast = fresh(f"{node.input[i]}/float32")
+                order.append(helper.make_node("Cast", [node.input[i]], [cast], name=fresh(f"{cast}/Cast"),
+                                              to=TensorProto.FLOAT))
+                node.input[i] = cast
         order.append(node)
-        for out in node.output:
-            if out in pending:
-                order.append(pending.pop(out))
     del g.node[:]
     g.node.extend(order + casts_out)
     for vi in g.value_info:
@@ -258,12 +246,12 @@ def _quantize(prepared: onnx.ModelProto, path: Path, ops: set[str], big: bool) -
     if "MatMul" in ops:
         if "Conv" in ops:
             staged = path.with_name(path.name + ".matmul")
-        quantize_dynamic(prepared, staged, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-                         use_external_data_format=big)
+        quantize_dynamic(prepared, staged, op_types_to_quantize=["MatMul"],
+                         weight_type=QuantType.QInt8, use_external_data_format=big)
     if "Conv" in ops:
         source = onnx.load(str(staged)) if staged != path else prepared
-        quantize_dynamic(source, path, op_types_to_quantize=["Conv"], weight_type=QuantType.QUInt8,
-                         use_external_data_format=big)
+        quantize_dynamic(source, path, op_types_to_quantize=["Conv"],
+                         weight_type=QuantType.QUInt8, use_external_data_format=big)
     if staged != path:
         _remove_model(staged)
 

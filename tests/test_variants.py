@@ -45,6 +45,11 @@ def session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def run_proto(model, feeds):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)[0]
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     """The Small network compiled once with every variant; (folder, float32 path, batch)."""
@@ -120,8 +125,7 @@ def test_float16_leaves_integer_inputs_alone(tmp_path):
     half = variants.to_float16(model)
     onnx.checker.check_model(half, full_check=True)
     tokens = np.random.default_rng(1).integers(0, 20, (6, 4))
-    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"tokens": tokens})[0]
-    got = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"tokens": tokens})[0]
+    ref, got = run_proto(model, {"tokens": tokens}), run_proto(half, {"tokens": tokens})
     assert half.graph.input[0].type.tensor_type.elem_type == TensorProto.INT64
     np.testing.assert_allclose(got, ref, rtol=1e-2, atol=1e-2 * np.abs(ref).max())
 
@@ -152,8 +156,24 @@ def test_float16_turns_casts_and_constants_to_float16():
     cast = next(n for n in half.graph.node if n.output == ["xf"])
     assert cast.attribute[0].i == TensorProto.FLOAT16
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    got = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    np.testing.assert_allclose(got, 2 * x @ np.eye(3, 4), rtol=1e-3)
+    np.testing.assert_allclose(run_proto(half, {"x": x}), 2 * x @ np.eye(3, 4), rtol=1e-3)
+
+
+def test_float16_casts_a_shared_resize_scale_back_to_float32():
+    # The scales initializer also feeds a float16 Mul, so it turns float16 and Resize gets a Cast.
+    scales = np.array([1, 2], np.float32)
+    nodes = [helper.make_node("Resize", ["x", "", "s"], ["r"], mode="nearest"),
+             helper.make_node("Mul", ["r", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
+                              [numpy_helper.from_array(scales, "s")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    half = variants.to_float16(model)
+    onnx.checker.check_model(half, full_check=True)
+    resize = next(n for n in half.graph.node if n.op_type == "Resize")
+    assert resize.input[2] != "s"
+    x = np.array([[1], [3]], np.float32)
+    np.testing.assert_allclose(run_proto(half, {"x": x}), [[1, 2], [3, 6]])
 
 
 def test_matmul_form_computes_the_same_as_gemm():
@@ -164,8 +184,7 @@ def test_matmul_form_computes_the_same_as_gemm():
     assert [n.op_type for n in form.graph.node] == ["MatMul", "Add"]
     assert {t.name for t in form.graph.initializer} == {"w/matmul", "b"}
     x = rng.standard_normal((2, 3)).astype(np.float32)
-    got = ort.InferenceSession(form.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    np.testing.assert_allclose(got, x @ w.T + b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run_proto(form, {"x": x}), x @ w.T + b, rtol=1e-5, atol=1e-6)
 
 
 def test_a_failed_variant_leaves_older_files_intact(tmp_path):
