@@ -46,7 +46,8 @@ def load_image(path: str, channels: int, height: int, width: int, mean=None, std
         a = np.asarray(im, dtype=np.float32) / 255.0
     x = a.reshape(height, width, -1).transpose(2, 0, 1)
     if mean is not None:
-        x = (x - np.reshape(mean, (-1, 1, 1))) / np.reshape(std, (-1, 1, 1))
+        # float32 throughout, as training computed it, so the inputs match to the bit.
+        x = (x - np.asarray(mean, np.float32).reshape(-1, 1, 1)) / np.asarray(std, np.float32).reshape(-1, 1, 1)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
