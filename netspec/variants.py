@@ -174,9 +174,9 @@ def to_float16(model: onnx.ModelProto) -> onnx.ModelProto:
 def _matmul_form(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy where constant weights reach MatMul directly, as dynamic quantization wants them.
 
-    ORT's dynamic quantizer skips Gemm and any MatMul whose weight comes through a Transpose;
-    netspec emits both for Linear. Gemm(x, W, b, transB=1) becomes MatMul(x, W^T) + b, and a
-    Transpose of an initializer becomes the transposed initializer.
+    ORT's dynamic quantizer skips Gemm and any MatMul whose weight is computed, even from a
+    constant; netspec emits both for Linear and attention. Gemm(x, W, b, transB=1) becomes
+    MatMul(x, W^T) + b, and a Transpose or Split of initializers becomes initializers.
     """
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -186,10 +186,24 @@ def _matmul_form(model: onnx.ModelProto) -> onnx.ModelProto:
     new_nodes, new_inits = [], []
     for node in g.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "Transpose" and node.input[0] in inits and node.output[0] not in outputs:
-            perm = attrs.get("perm")
+        folded = None
+        if node.op_type == "Transpose" and node.input[0] in inits:
+            folded = [np.transpose(numpy_helper.to_array(inits[node.input[0]]), attrs.get("perm"))]
+        elif node.op_type == "Split" and node.input[0] in inits and (len(node.input) < 2 or node.input[1] in inits):
+            # Attention's packed q/k/v weight is split before its Transposes and MatMuls.
             w = numpy_helper.to_array(inits[node.input[0]])
-            new_inits.append(numpy_helper.from_array(np.ascontiguousarray(np.transpose(w, perm)), node.output[0]))
+            axis = attrs.get("axis", 0)
+            if len(node.input) > 1 and node.input[1]:
+                cuts = np.cumsum(numpy_helper.to_array(inits[node.input[1]]))[:-1]
+            elif w.shape[axis] % len(node.output) == 0:
+                cuts = len(node.output)
+            else:
+                cuts = None
+            folded = None if cuts is None else np.split(w, cuts, axis=axis)
+        if folded is not None and not outputs & set(node.output):
+            for name, array in zip(node.output, folded):
+                inits[name] = numpy_helper.from_array(np.ascontiguousarray(array), name)
+                new_inits.append(inits[name])
             continue
         plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
         if node.op_type == "Gemm" and plain and node.input[1] in inits:

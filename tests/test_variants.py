@@ -216,3 +216,17 @@ def test_compile_with_every_variant_never_imports_torch(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "l.int8.onnx").is_file()
+
+
+def test_matmul_form_folds_a_split_and_transposed_weight():
+    rng = np.random.default_rng(3)
+    packed = rng.standard_normal((8, 3)).astype(np.float32)
+    nodes = [helper.make_node("Split", ["w"], ["w0", "w1"], axis=0),
+             helper.make_node("Transpose", ["w1"], ["w1t"], perm=[1, 0]),
+             helper.make_node("MatMul", ["x", "w1t"], ["y"])]
+    model = _tiny(nodes, {"w": packed})
+    form = variants._matmul_form(model)
+    assert [n.op_type for n in form.graph.node] == ["MatMul"]
+    assert [t.name for t in form.graph.initializer] == ["w1t"]
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_proto(form, {"x": x}), x @ packed[4:].T, rtol=1e-5, atol=1e-6)
