@@ -152,7 +152,9 @@ def _load_predict():
 ])
 def test_predict_preprocessing_matches_the_training_loader(tmp_path, mode, size, channels, normalize):
     rng = np.random.default_rng(len(mode) * 100 + size[0])
-    im = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA").convert(mode)
+    rgba = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA")
+    # Through RGB first, so that a palette image has no transparency for Pillow to warn about.
+    im = rgba if mode == "RGBA" else rgba.convert("RGB").convert(mode)
     path = tmp_path / "image.png"
     im.save(path)
 
