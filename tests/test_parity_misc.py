@@ -237,7 +237,18 @@ def bce_case(draw):
     return {}, [x]
 
 
+@st.composite
+def normalize_case(draw):
+    c = draw(small(1, 4))
+    n = draw(st.sampled_from([1, c]))
+    mean = draw(st.lists(st.floats(-1, 1), min_size=n, max_size=n))
+    std = draw(st.lists(st.floats(0.1, 2), min_size=n, max_size=n))
+    spatial = [draw(small(1, 4)) for _ in range(draw(small(0, 2)))]
+    return {"mean": mean, "std": std}, [f32(c, *spatial)]
+
+
 CASES = {
+    "Normalize": normalize_case(),
     "ReLU": any_case(),
     "LeakyReLU": any_case(st.fixed_dictionaries({"negative_slope": st.sampled_from([0.01, 0.2, 1.5])})),
     "GELU": any_case(st.fixed_dictionaries({"approximate": st.sampled_from(["none", "tanh"])})),

@@ -248,3 +248,13 @@ def test_bad_params(op_name, params, needle):
 def test_errors_are_netspec_errors():
     with pytest.raises(NetspecError):
         infer_one("Concat", {}, [t("N", 1), t("N", 2, 3)])
+
+
+def test_normalize_needs_one_mean_per_channel():
+    from netspec.errors import OpError
+    from netspec.ops import get_op
+    op = get_op("Normalize")
+    with pytest.raises(OpError, match="has 2 means and stds for 3 channels"):
+        op.shape(op.Params(mean=[0.5, 0.5], std=[0.2, 0.2]), [TensorType("float32", ("N", 3, 8, 8))])
+    with pytest.raises(ValueError, match="mean has 2 values but std has 1"):
+        op.Params(mean=[0.5, 0.5], std=[0.2])

@@ -252,14 +252,16 @@ def test_grad_clip_runs(tmp_path):
 
 
 _DDP_SCRIPT = """
-import json, sys
+import json, os, sys
 sys.path.insert(0, {root!r})
 from tests.test_train import StandIn
 from netspec.train import train
 result = train(StandIn(epochs=1, batch_size=32, dropout=0.0, optimizer={{"name": "Adam", "lr": 0.01}}),
                out_dir={out!r}, progress=False,
                log=lambda *_: None)
-print("RESULT", json.dumps(result))
+# One file per rank: two processes sharing a stdout pipe could interleave their lines.
+with open(f"result-{{os.environ['RANK']}}.json", "w") as f:
+    json.dump(result, f)
 """
 
 
@@ -276,8 +278,7 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
                            "--standalone", str(script)], capture_output=True, text=True, timeout=120,
                           env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("RESULT")]
-    assert len(results) == 2
+    results = [json.loads((tmp_path / f"result-{rank}.json").read_text()) for rank in (0, 1)]
     # Both ranks report the same all-reduced metrics; only rank 0 wrote files.
     assert results[0]["train_loss"] == results[1]["train_loss"]
     assert results[0]["val_accuracy"] > 0.5
