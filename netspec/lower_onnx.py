@@ -103,11 +103,35 @@ class Context:
         if outputs is None:
             outputs = [self._next(op_type) for _ in range(n_out)]
         outputs = list(outputs)
+        inputs = self._legalize(op_type, list(inputs), attrs, len(outputs))
         # The node computing the layer's result carries the layer's name; helpers get layer/Op.
         main = bool(set(outputs) & set(self.outputs))
         name = self._em.fresh_node(self.layer if main else f"{self.layer}/{op_type}")
-        self._em.nodes.append(helper.make_node(op_type, list(inputs), outputs, name=name, **attrs))
+        self._em.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, **attrs))
         return outputs
+
+    def _legalize(self, op_type: str, inputs: list, attrs: dict, n_out: int) -> list:
+        """Write an opset-17 style node for the model's opset, or say which opset it needs.
+
+        Ops are lowered against opset 17; since 18, reductions take `axes` as an input and an
+        even Split names its number of outputs. Anything else the opset lacks is refused here,
+        at the layer, rather than by the checker after the whole model is built.
+        """
+        try:
+            schema = onnx.defs.get_schema(op_type, self.opset)
+        except onnx.defs.SchemaError:
+            raise OpError(f"ONNX has no {op_type} at opset {self.opset}",
+                          hint="compile with --opset 17 or later") from None
+        if op_type.startswith("Reduce") and "axes" in attrs and "axes" not in schema.attributes:
+            axes = attrs.pop("axes")
+            inputs = inputs[:1] + [self.const(np.array(axes, dtype=np.int64), "axes")] + inputs[1:]
+        if op_type == "Split" and len(inputs) == 1 and "num_outputs" in schema.attributes:
+            attrs["num_outputs"] = n_out
+        for attr in attrs:
+            if attr not in schema.attributes:
+                raise OpError(f"ONNX {op_type} has no attribute '{attr}' at opset {self.opset}",
+                              hint="compile with --opset 17 or later")
+        return inputs
 
 
 def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,

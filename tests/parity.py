@@ -80,9 +80,13 @@ def ort_session(model) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
+def _opset(opset: int | None) -> dict:
+    return {} if opset is None else {"opset": opset}
+
+
 def assert_parity(op_name: str, params: dict, in_types: list[TensorType], seed: int = 0, *,
                int_range: IntRange | tuple[int, int] | None = None, batch: int = 2,
-               rtol: float = 1e-3, atol: float = 1e-5) -> None:
+               rtol: float = 1e-3, atol: float = 1e-5, opset: int | None = None) -> None:
     """Check an op's torch and ONNX lowerings against each other and against `infer`."""
     import onnx
     rng = np.random.default_rng(seed)
@@ -106,7 +110,7 @@ def assert_parity(op_name: str, params: dict, in_types: list[TensorType], seed: 
                               {"target": torch.from_numpy(feeds["target"])})
         expected = [total.numpy()]
         inferred = [g.nodes["loss"]["types"][0]]
-        model = to_onnx(g, state_dict_arrays(module), include_losses=True)
+        model = to_onnx(g, state_dict_arrays(module), include_losses=True, **_opset(opset))
         out_names = ["loss"]
     else:
         with torch.no_grad():
@@ -114,7 +118,7 @@ def assert_parity(op_name: str, params: dict, in_types: list[TensorType], seed: 
         got = list(got) if isinstance(got, tuple) else [got]
         expected = [t.numpy() for t in got]
         inferred = g.nodes["op"]["types"]
-        model = to_onnx(g, state_dict_arrays(module))
+        model = to_onnx(g, state_dict_arrays(module), **_opset(opset))
         out_names = [f"y{i}" for i in range(len(expected))]
 
     for t, real in zip(inferred, expected, strict=True):
