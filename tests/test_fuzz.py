@@ -5,6 +5,7 @@ and lower to ONNX, or raise NetspecError with a rendered message. Anything else 
 AttributeError, a RecursionError, a pydantic ValidationError escaping) is a bug.
 """
 
+import tempfile
 from pathlib import Path
 
 import onnx
@@ -15,6 +16,7 @@ import netspec
 from netspec.errors import NetspecError
 
 ROOT = Path(__file__).resolve().parent.parent
+# None of these imports another file, so each can be mangled on its own.
 SOURCES = [ROOT / "models" / "lenet5.net", ROOT / "models" / "mlp.net", ROOT / "examples" / "cats_vs_dogs.net",
            ROOT / "models" / "resnet.net"]
 TOKENS = ["(", ")", "{", "}", "[", "]", ",", "->", "=", "*", "0", "-1", "1e9", "x", "in", "out", "true", "?",
@@ -41,16 +43,15 @@ def mangle(text: str, edits) -> str:
 @given(source=st.sampled_from(SOURCES), edits=st.lists(edit, min_size=1, max_size=3))
 def test_a_mangled_spec_loads_or_fails_cleanly(source, edits):
     text = mangle(source.read_text(encoding="utf-8"), edits)
-    # Beside the original, so that relative imports still resolve.
-    path = source.parent / f".fuzz-{source.stem}.net"
-    path.write_text(text, encoding="utf-8")
-    try:
-        spec = netspec.load(f"{path}:ResNet18" if source.stem == "resnet" else path)
-    except NetspecError as e:
-        assert "error: " in e.render()
-        return
-    finally:
-        path.unlink()
+    # In a folder of its own: other tests list models/ and examples/ while this one runs.
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / source.name
+        path.write_text(text, encoding="utf-8")
+        try:
+            spec = netspec.load(f"{path}:ResNet18" if source.stem == "resnet" else path)
+        except NetspecError as e:
+            assert "error: " in e.render()
+            return
     if spec.parameters < 5_000_000:
         model = spec.to_onnx()
         onnx.checker.check_model(model, full_check=True)

@@ -123,7 +123,11 @@ class Call:
 
 
 class Op:
-    """Base class of every op; see the module docstring for what a subclass defines."""
+    """Base class of every op; see the module docstring for what a subclass defines.
+
+    The rules every op must write itself (`shape`, `torch`, `onnx`, and `target` for a loss)
+    have no default here: `register` refuses a class that lacks one.
+    """
 
     name: ClassVar[str]
     kind: ClassVar[str] = "layer"  # "layer" or "loss"
@@ -137,28 +141,12 @@ class Op:
         return 1
 
     @staticmethod
-    def shape(p, ins: list[TensorType]) -> list[TensorType]:
-        raise NotImplementedError  # every registered op overrides it; `register` checks
-
-    @staticmethod
     def weights(p, ins: list[TensorType]) -> dict[str, WeightSpec]:
         return {}
 
     @staticmethod
-    def torch(p, ins: list[TensorType]):
-        raise NotImplementedError
-
-    @staticmethod
-    def onnx(ctx: OnnxContext) -> None:
-        raise NotImplementedError
-
-    @staticmethod
     def flops(p, ins: list[TensorType], outs: list[TensorType]) -> int:
         return 0
-
-    @staticmethod
-    def target(p, pred: TensorType) -> TensorType:
-        raise NotImplementedError
 
 
 REGISTRY: dict[str, type[Op]] = {}
@@ -172,11 +160,9 @@ def register(cls: type[Op]) -> type[Op]:
     cls.name = name
     if name in REGISTRY:
         raise ValueError(f"op {name!r} is registered twice ({REGISTRY[name].__module__} and {cls.__module__})")
-    for member in _REQUIRED:
-        if getattr(cls, member) is getattr(Op, member):
+    for member in _REQUIRED + (("target",) if cls.kind == "loss" else ()):
+        if not callable(getattr(cls, member, None)):
             raise TypeError(f"op {name!r} does not define its {member} rule")
-    if cls.kind == "loss" and cls.target is Op.target:
-        raise TypeError(f"loss {name!r} does not define its target rule")
     for pname in cls.positional:
         if pname not in cls.Params.model_fields:
             raise TypeError(f"op {name!r}: positional parameter {pname!r} is not in its Params")
