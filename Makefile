@@ -28,6 +28,7 @@ bench: setup
 	$(BIN)/pip install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/bench_compile.py
 	$(BIN)/python bench/bench_forward.py
+	$(BIN)/python bench/bench_variants.py
 
 clean:
 	rm -rf $(VENV) runs
