@@ -212,7 +212,8 @@ def test_compile_with_every_variant_never_imports_torch(tmp_path):
             " '--optimize', '--float16', '--int8'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                           p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "l.int8.onnx").is_file()
