@@ -53,10 +53,7 @@ def infer(g: nx.DiGraph) -> nx.DiGraph:
         except OpError as e:
             _fail(g, name, e)
         for t in outs:
-            per_item = 1
-            for d in t.shape:
-                per_item *= d if isinstance(d, int) else 1
-            if per_item > MAX_ELEMENTS:
+            if t.per_item_numel() > MAX_ELEMENTS:
                 _fail(g, name, OpError(f"produces a tensor {t} of over 2**40 elements"), LimitProblem)
         node["types"] = list(outs)
         if node["kind"] == "op":

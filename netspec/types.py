@@ -26,6 +26,14 @@ class TensorType:
     def with_dtype(self, dtype: str) -> "TensorType":
         return TensorType(dtype, self.shape)
 
+    def per_item_numel(self) -> int:
+        """Elements with every symbolic dim counted as 1: per batch item, when only N is symbolic."""
+        n = 1
+        for d in self.shape:
+            if isinstance(d, int):
+                n *= d
+        return n
+
     def numel(self) -> int | None:
         """Element count, or None when a dim is symbolic."""
         n = 1

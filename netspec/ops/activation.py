@@ -22,11 +22,6 @@ def scalar(ctx, value: float, like: str, like_type: TensorType) -> str:
     return ctx.node("CastLike", [c, like])[0]
 
 
-def numel_known(t: TensorType) -> int:
-    """Elements per known dims: symbolic dims (the batch) count as 1, as in a per-item summary."""
-    return math.prod(d for d in t.shape if isinstance(d, int))
-
-
 class Elementwise(Op):
     """A float -> float op applied to each element: the output type is the input's."""
 

@@ -36,13 +36,6 @@ def _check_groups(p, c: int) -> None:
                       param="out_channels")
 
 
-def _spatial_flops(outs, per_out: int) -> int:
-    n = outs[0].numel()
-    if n is None:
-        n = math.prod(d for d in outs[0].shape if isinstance(d, int))
-    return n * per_out
-
-
 class _ConvNd(Op):
     """A convolution over n spatial dims; Conv1d, Conv2d and Conv3d differ only in `nd`."""
 
@@ -112,7 +105,7 @@ class _ConvNd(Op):
 
     @classmethod
     def flops(cls, p, ins, outs):
-        return _spatial_flops(outs, ins[0].shape[1] // p.groups * math.prod(ntuple(p.kernel, cls.nd)))
+        return outs[0].per_item_numel() * (ins[0].shape[1] // p.groups * math.prod(ntuple(p.kernel, cls.nd)))
 
 
 PosInt3 = tuple[PosInt, PosInt, PosInt]
@@ -250,7 +243,4 @@ class ConvTranspose2d(Op):
     def flops(p, ins, outs):
         kh, kw = pair(p.kernel)
         # Each input pixel scatters into kh*kw outputs per output channel of its group.
-        n = ins[0].numel()
-        if n is None:
-            n = math.prod(d for d in ins[0].shape if isinstance(d, int))
-        return n * (p.out_channels // p.groups) * kh * kw
+        return ins[0].per_item_numel() * (p.out_channels // p.groups) * kh * kw

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -79,7 +78,7 @@ class _Elementwise(Op):
 
     @staticmethod
     def flops(p, ins, outs):
-        return math.prod(d for d in outs[0].shape if isinstance(d, int)) * (len(ins) - 1)
+        return outs[0].per_item_numel() * (len(ins) - 1)
 
 
 @register
@@ -263,5 +262,5 @@ class MatMul(Op):
     @staticmethod
     def flops(p, ins, outs):
         k = ins[0].shape[-1]
-        return math.prod(d for d in outs[0].shape if isinstance(d, int)) * (k if isinstance(k, int) else 1)
+        return outs[0].per_item_numel() * (k if isinstance(k, int) else 1)
 

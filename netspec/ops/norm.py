@@ -15,10 +15,6 @@ Eps = Annotated[float, Field(gt=0)]
 Momentum = Annotated[float, Field(ge=0, le=1)]
 
 
-def _numel(t) -> int:
-    return math.prod(d for d in t.shape if isinstance(d, int))
-
-
 class _BatchNorm(Op):
     ranks: tuple[int, ...] = ()
 
@@ -67,7 +63,7 @@ class _BatchNorm(Op):
 
     @staticmethod
     def flops(p, ins, outs):
-        return _numel(ins[0])
+        return ins[0].per_item_numel()
 
 
 @register
@@ -135,7 +131,7 @@ class LayerNorm(Op):
 
     @staticmethod
     def flops(p, ins, outs):
-        return _numel(ins[0])
+        return ins[0].per_item_numel()
 
 
 @register
@@ -198,4 +194,4 @@ class GroupNorm(Op):
 
     @staticmethod
     def flops(p, ins, outs):
-        return _numel(ins[0])
+        return ins[0].per_item_numel()

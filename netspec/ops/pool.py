@@ -26,10 +26,6 @@ def pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
     return out
 
 
-def _numel(t) -> int:
-    return math.prod(d for d in t.shape if isinstance(d, int))
-
-
 class _Pool(Op):
     """Max and average pooling over `nd` spatial dims, with torch's semantics."""
 
@@ -99,7 +95,7 @@ class _Pool(Op):
 
     @classmethod
     def flops(cls, p, ins, outs):
-        return _numel(outs[0]) * math.prod(_tup(p.kernel, cls.nd))
+        return outs[0].per_item_numel() * math.prod(_tup(p.kernel, cls.nd))
 
 
 class _MaxPool(_Pool):
@@ -275,7 +271,7 @@ class AdaptiveAvgPool2d(Op):
 
     @staticmethod
     def flops(p, ins, outs):
-        return _numel(ins[0])
+        return ins[0].per_item_numel()
 
 
 @register
@@ -301,4 +297,4 @@ class GlobalAvgPool(Op):
 
     @staticmethod
     def flops(p, ins, outs):
-        return _numel(ins[0])
+        return ins[0].per_item_numel()

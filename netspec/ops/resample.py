@@ -85,5 +85,5 @@ class Upsample(Op):
 
     @staticmethod
     def flops(p, ins, outs):
-        return math.prod(d for d in outs[0].shape if isinstance(d, int)) * (4 if p.mode == "bilinear" else 0)
+        return outs[0].per_item_numel() * (4 if p.mode == "bilinear" else 0)
 

@@ -11,7 +11,7 @@ from typing_extensions import Annotated
 
 from ..errors import OpError
 from ..types import TensorType, is_float
-from .activation import numel_known, scalar
+from .activation import scalar
 from .registry import Float, Int, Op, Params, PosInt, WeightSpec, check_rank, register, static_dim
 
 Probability = Annotated[Float, Field(ge=0, lt=1)]
@@ -176,7 +176,7 @@ class MultiHeadAttention(Op):
     def flops(p, ins, outs):
         q, k = ins[0], ins[1] if len(ins) == 3 else ins[0]
         e = q.shape[2]
-        lq, lk = numel_known(q) // e, numel_known(k) // e
+        lq, lk = q.per_item_numel() // e, k.per_item_numel() // e
         return 2 * lq * e * e + 2 * lk * e * e + 2 * lq * lk * e
 
 
@@ -285,7 +285,7 @@ class _Recurrent(Op):
     @classmethod
     def flops(cls, p, ins, outs):
         x = ins[0]
-        steps = numel_known(x) // x.shape[2]
+        steps = x.per_item_numel() // x.shape[2]
         dirs = 2 if p.bidirectional else 1
         total, n_in = 0, x.shape[2]
         for _ in range(p.layers):

@@ -8,7 +8,6 @@ import numpy as np
 
 from ..errors import OpError
 from ..types import is_float, norm_axis
-from .activation import numel_known
 from .registry import Call, Int, Op, Params, PosInt, WeightSpec, check_rank, register, static_dim
 
 
@@ -123,7 +122,7 @@ class PositionEmbedding(Op):
 
     @staticmethod
     def flops(p, ins, outs):
-        return numel_known(ins[0])
+        return ins[0].per_item_numel()
 
 
 @register
