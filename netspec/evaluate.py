@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataProblem
-
-CLASSIFICATION_LOSSES = ("CrossEntropy", "NLL")
+from .spec import CLASSIFICATION_LOSSES
 
 
 def session(model_path: str, provider: str | None = None):
@@ -29,17 +28,6 @@ def session(model_path: str, provider: str | None = None):
         raise DataProblem(f"ONNX Runtime cannot load '{model_path}': {str(e).splitlines()[0]}") from None
 
 
-def _prediction_output(spec) -> str:
-    g = spec.graph
-    for name in g.graph["losses"]:
-        node = g.nodes[name]
-        if node["op"] in CLASSIFICATION_LOSSES:
-            ref = node["args"][0]
-            return next(n for n, r, _ in g.graph["outputs"] if r == ref)
-    raise DataProblem(f"'{spec.name}' has no classification loss ({' or '.join(CLASSIFICATION_LOSSES)}),"
-                      " so accuracy is not defined for it")
-
-
 def _arrays(ds):
     """(inputs, labels) of a dataset as numpy arrays."""
     tensors = getattr(ds, "tensors", None)
@@ -56,7 +44,10 @@ def evaluate_onnx(spec, model_path: str, data=None, split: str = "val", provider
     if len(spec.inputs) != 1 or len(spec.targets) != 1:
         raise DataProblem("evaluation reads one input and one target")
     cfg = spec.train_config
-    out_name = _prediction_output(spec)
+    out_name = spec.classifier_output
+    if out_name is None:
+        raise DataProblem(f"'{spec.name}' has no classification loss ({' or '.join(CLASSIFICATION_LOSSES)}),"
+                          " so accuracy is not defined for it")
     train_ds, val_ds, _ = load_dataset(data, spec.inputs[0][1], spec.targets[0][1], cfg.val_split, cfg.seed)
     ds = val_ds if split == "val" else train_ds
     if ds is None or len(ds) == 0:

@@ -13,6 +13,9 @@ from .graph import type_of
 from .types import TensorType
 
 
+CLASSIFICATION_LOSSES = ("CrossEntropy", "NLL")
+
+
 @dataclass
 class Spec:
     """One checked network: its graph, and the ways to lower it."""
@@ -38,6 +41,16 @@ class Spec:
     @property
     def targets(self) -> list[tuple[str, TensorType]]:
         return [(n, self.graph.nodes[n]["types"][0]) for n in self.graph.graph["targets"]]
+
+    @property
+    def classifier_output(self) -> str | None:
+        """The output that the first classification loss reads: where accuracy is measured."""
+        g = self.graph
+        for name in g.graph["losses"]:
+            node = g.nodes[name]
+            if node["op"] in CLASSIFICATION_LOSSES:
+                return next(n for n, ref, _ in g.graph["outputs"] if ref == node["args"][0])
+        return None
 
     @property
     def train_config(self):

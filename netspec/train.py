@@ -30,7 +30,6 @@ from .data import load_dataset
 from .errors import DataProblem, ParamProblem
 from .trainconfig import TrainConfig, build_optimizer, build_scheduler, with_overrides
 
-CLASSIFICATION_LOSSES = ("CrossEntropy", "NLL", "NLLLoss")
 FORMAT = "netspec-checkpoint-1"
 
 
@@ -80,7 +79,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
                     f"{info['val_size']} val, device {device}")
 
         names = [n for n, _ in spec.outputs]
-        acc_output = _accuracy_output(spec)
+        acc_output = spec.classifier_output
         bar = progress and dist.rank == 0 and sys.stderr.isatty()
         metrics = _last_metrics(out / "metrics.jsonl")
         for epoch in range(state["epoch"], cfg.epochs):
@@ -150,18 +149,6 @@ def _as_dict(names, result) -> dict:
     if isinstance(result, (tuple, list)):
         return dict(zip(names, result))
     return {names[0]: result}
-
-
-def _accuracy_output(spec) -> str | None:
-    """The output read by the first loss, when that loss is a classification loss."""
-    g = getattr(spec, "graph", None)
-    if g is None or not g.graph.get("losses"):
-        return None
-    node = g.nodes[g.graph["losses"][0]]
-    if node.get("op") not in CLASSIFICATION_LOSSES:
-        return None
-    pred = node["args"][0]
-    return next((name for name, ref, _ in g.graph["outputs"] if ref == pred), None)
 
 
 def _evaluate(net, loss_fn, val_ds, cfg, dist, device, names, tgt_name, acc_output, use_amp) -> dict:
