@@ -103,6 +103,12 @@ def _is_tensorish(v) -> bool:
     return isinstance(v, Tensor) or (isinstance(v, tuple) and len(v) > 0 and all(isinstance(x, Tensor) for x in v))
 
 
+def _sourceless(layer) -> bool:
+    """An op that takes no tensor inputs (Param): its call is a tensor, made where it is written."""
+    arity = getattr(layer.callee, "arity", None)
+    return arity == (0, 0)
+
+
 def _tensors(v) -> list[Tensor]:
     return [v] if isinstance(v, Tensor) else list(v)
 
@@ -546,7 +552,7 @@ class Elaborator:
             return self._chain(e, scope, namer)
         if isinstance(e, (ast.Name, ast.Call, ast.Named)):
             v = self._value_or_layer(e, scope, namer)
-            if isinstance(v, Layer) and v.tensors:
+            if isinstance(v, Layer) and (v.tensors or _sourceless(v) and not isinstance(e, ast.Name)):
                 return self.apply(v, [], scope, namer)
             return v
         if isinstance(e, ast.Ternary):
