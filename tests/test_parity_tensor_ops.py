@@ -310,3 +310,21 @@ def test_drop_path_drops_whole_samples_while_training():
     assert module(x) is x
     assert op.Params(p=1.0).p == 1.0
     assert bool((op.torch(op.Params(p=1.0), [f32(3)]).train()(x) == 0).all())
+
+
+@pytest.mark.parametrize("shape, in_type, message", [
+    (["B", -1], f32(3), "B in shape=.B,-1. is not a symbolic dim of .N,3."),
+    (["N", -1], f32("L", 3), "does not name the symbolic dim L"),
+    (["N", 5], f32(3), "3 elements per item, the new shape holds 5"),
+    ([-1], f32("L", 3), "symbolic .L.; only the batch dim 0 may be"),
+])
+def test_named_reshape_errors(shape, in_type, message):
+    op = get_op("Reshape")
+    with pytest.raises(OpError, match=message):
+        op.shape(op.Params(shape=shape), [in_type])
+
+
+def test_reshape_of_a_fixed_batch_keeps_it():
+    op = get_op("Reshape")
+    assert op.shape(op.Params(shape=[-1]), [TensorType(F, (2, 3, 4))])[0].shape == (2, 12)
+    assert op.shape(op.Params(shape=["N", 2, -1]), [f32(3, 4)])[0].shape == ("N", 2, 6)

@@ -58,6 +58,9 @@ EDGES = [
     ("AdaptiveAvgPool2d", {"output_size": 7}, [f32(2, 1, 1)]),
     ("AdaptiveAvgPool2d", {"output_size": (3, 5)}, [f32(2, 7, 6)]),
     ("Select", {"dim": 0, "index": -1}, [TensorType(F, (3, "N", 2))]),
+    # The first and the last of a symbolic dim: an RNN's last step over a sequence of any length.
+    ("Select", {"dim": 1, "index": -1}, [TensorType(F, ("N", "L", 2))]),
+    ("Select", {"dim": 0, "index": 0}, [f32(3)]),
 ]
 
 
@@ -72,7 +75,8 @@ def test_edge(op_name, params, in_types):
     ("PositionEmbedding", {}, TensorType("int64", ("N", 3, 4)), "float"),
     ("Select", {"dim": 1, "index": 3}, f32(3, 2), "out of range"),
     ("Select", {"dim": 3, "index": 0}, f32(3, 2), "dim=3"),
-    ("Select", {"dim": 0, "index": 0}, f32(3), "symbolic"),
+    ("Select", {"dim": 0, "index": 1}, f32(3), "only known at run time"),
+    ("Select", {"dim": 1, "index": -2}, TensorType(F, ("N", "L", 3)), "index -2 may not exist"),
 ])
 def test_shape_errors(op_name, params, in_type, message):
     op = get_op(op_name)
