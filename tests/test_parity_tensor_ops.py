@@ -27,8 +27,11 @@ def f32(*shape) -> TensorType:
 @st.composite
 def param_case(draw):
     shape = [draw(small(1, 4)) for _ in range(draw(small(0, 4)))]
-    init = draw(st.sampled_from(["zeros", "ones", "normal", "uniform", "trunc_normal"]))
-    return {"shape": shape, "init": init, "std": draw(st.sampled_from([0.02, 1.0]))}, []
+    init = draw(st.sampled_from(["zeros", "ones", "normal", "uniform", "trunc_normal", "constant"]))
+    params = {"shape": shape, "init": init, "std": draw(st.sampled_from([0.02, 1.0]))}
+    if init == "constant":
+        params["value"] = draw(st.sampled_from([1e-6, -2.5]))
+    return params, []
 
 
 @st.composite
@@ -181,11 +184,19 @@ def test_param_init_draws_match_their_law():
     ({"shape": [3], "init": "xavier"}, "init"),
     ({"shape": [3], "dtype": "int64"}, "dtype"),
     ({"shape": [3], "std": 0}, "std"),
+    ({"shape": [3], "value": 1e-6}, "add init=\"constant\""),
 ])
 def test_param_refuses_bad_params(params, message):
     from pydantic import ValidationError
     with pytest.raises(ValidationError, match=message):
         get_op("Param").Params(**params)
+
+
+def test_param_constant_init():
+    op = get_op("Param")
+    p = op.Params(shape=[4, 1, 1], init="constant", value=1e-6)
+    assert op.weights(p, [])["weight"].init == ("constant", 1e-6)
+    assert bool((op.torch(p, []).module.weight == torch.full((4, 1, 1), 1e-6)).all())
 
 
 def test_param_takes_no_tensor(tmp_path):

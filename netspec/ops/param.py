@@ -7,7 +7,7 @@ import functools
 import math
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from typing_extensions import Annotated
 
 from ..types import FLOAT_DTYPES, TensorType
@@ -23,7 +23,7 @@ def _holder_module():
     class Param(nn.Module):
         """Holds one learnable tensor as `weight`; the network reads it as an attribute."""
 
-        def __init__(self, shape, dtype, init, std):
+        def __init__(self, shape, dtype, init, std, value):
             super().__init__()
             import torch
             w = torch.empty(tuple(shape), dtype=getattr(torch, dtype))
@@ -32,6 +32,8 @@ def _holder_module():
                     w.zero_()
                 elif init == "ones":
                     w.fill_(1.0)
+                elif init == "constant":
+                    w.fill_(value)
                 elif init == "normal":
                     w.normal_(0.0, std)
                 elif init == "uniform":
@@ -50,15 +52,23 @@ def _holder_module():
 class Param(Op):
     doc = ("A learnable tensor of exactly `shape` (no tensor inputs), e.g. Param(shape=[1, 1, 768]) for "
            "a class token; init is zeros, ones, normal, uniform or trunc_normal (cut at 2 std), the random "
-           "ones with standard deviation `std`.")
+           "ones with standard deviation `std`, or constant (every element `value`).")
     positional = ("shape",)
     arity = (0, 0)
 
     class Params(Params):
         shape: list[Int]
         dtype: Literal[FLOAT_DTYPES] = "float32"  # type: ignore[valid-type]
-        init: Literal["zeros", "ones", "normal", "uniform", "trunc_normal"] = "zeros"
+        init: Literal["zeros", "ones", "normal", "uniform", "trunc_normal", "constant"] = "zeros"
         std: Annotated[Float, Field(gt=0)] = 0.02
+        value: Float = 0.0  # every element's start, with init="constant" (ConvNeXt's layer scale: 1e-6)
+
+        @model_validator(mode="after")
+        def _value_is_for_constant(self):
+            if self.value != 0.0 and self.init != "constant":
+                raise ValueError(f"value={self.value} sets a constant start, but init is {self.init!r}: "
+                                 "add init=\"constant\"")
+            return self
 
         @field_validator("shape")
         @classmethod
@@ -76,13 +86,14 @@ class Param(Op):
     @staticmethod
     def weights(p, ins):
         init = {"zeros": ("zeros",), "ones": ("ones",), "normal": ("normal", p.std),
-                "uniform": ("uniform", math.sqrt(3) * p.std), "trunc_normal": ("trunc_normal", p.std)}[p.init]
+                "uniform": ("uniform", math.sqrt(3) * p.std), "trunc_normal": ("trunc_normal", p.std),
+                "constant": ("constant", p.value)}[p.init]
         # Stored as float32 whatever `dtype` is, as every checkpoint array is (`state_dict_arrays`).
         return {"weight": WeightSpec(tuple(p.shape), init)}
 
     @staticmethod
     def torch(p, ins):
-        return Attr(_holder_module()(p.shape, p.dtype, p.init, p.std), "weight")
+        return Attr(_holder_module()(p.shape, p.dtype, p.init, p.std, p.value), "weight")
 
     @staticmethod
     def onnx(ctx):
