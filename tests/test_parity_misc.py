@@ -71,7 +71,14 @@ def reshape_case(draw):
     shape = _group(draw, factors)
     if draw(st.booleans()):
         shape[draw(small(0, len(shape) - 1))] = -1
-    return {"shape": shape}, [f32(*_group(draw, draw(st.permutations(factors))))]
+    x = f32(*_group(draw, draw(st.permutations(factors))))
+    if draw(st.booleans()):
+        # The whole shape, naming the symbolic batch somewhere in it (and a second symbolic dim).
+        x = x.with_shape(x.shape + (("L",) if draw(st.booleans()) else ()))
+        names = [d for d in x.shape if isinstance(d, str)]
+        for name in names:
+            shape.insert(draw(small(0, len(shape))), name)
+    return {"shape": shape}, [x]
 
 
 @st.composite

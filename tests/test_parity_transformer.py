@@ -29,9 +29,12 @@ def sequence_case(draw, params=None):
 def select_case(draw):
     rank = draw(small(2, 4))
     shape = [draw(small(1, 5)) for _ in range(rank - 1)]
-    axis = draw(small(1, rank - 1))
-    n = shape[axis - 1]
+    axis = draw(small(0, rank - 1))
     dim = axis - rank if draw(st.booleans()) else axis
+    if axis == 0:
+        # The symbolic batch: only the first and the last are sure to exist.
+        return {"dim": dim, "index": draw(st.sampled_from([0, -1]))}, [f32(*shape)]
+    n = shape[axis - 1]
     return {"dim": dim, "index": draw(small(-n, n - 1))}, [f32(*shape)]
 
 
