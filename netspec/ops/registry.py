@@ -71,7 +71,8 @@ class WeightSpec:
 
     ``init`` is one of ``("zeros",)``, ``("ones",)``, ``("uniform", bound)`` (U(-bound, bound),
     torch's default for Linear and Conv weights and biases with bound = 1/sqrt(fan_in)),
-    ``("normal", std)``, ``("trunc_normal", std)`` (cut at two std); `netspec.weights` draws them with numpy when torch is absent.
+    ``("normal", std)``, ``("trunc_normal", std)`` (cut at two std), ``("constant", value)``;
+    `netspec.weights` draws them with numpy when torch is absent.
     """
 
     shape: tuple[int, ...]

@@ -105,7 +105,8 @@ def _attention_inputs(ins: list) -> tuple[list, TensorType | None]:
 class MultiHeadAttention(Op):
     doc = ("Scaled dot-product attention with `heads` heads over [N, L, E]: one input attends to itself, "
            "three are (query, key, value); a last bool [N, S] input masks keys out where true (padding), "
-           "as torch's key_padding_mask (a query whose keys are all masked gets zero attention). E is inferred; causal=true lets position i see positions <= i only.")
+           "as torch's key_padding_mask (a query whose keys are all masked gets zero attention). E is "
+           "inferred; causal=true lets position i see positions <= i only.")
     positional = ("heads",)
     arity = (1, 4)
 
