@@ -96,8 +96,14 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataProblem(f"{path} holds more than tensors, and netspec never unpickles code: {first}",
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if not found:
+            why = re.search(r"Unpickler error:\s*(.+)", str(e))
+            raise DataProblem(f"cannot read {path} as a PyTorch state dict: "
+                              f"{why.group(1).strip() if why else str(e).strip()[:200]}",
+                              hint="netspec reads .pth/.pt state dicts, .safetensors files and run folders") from None
+        raise DataProblem(f"{path} holds a pickled object ({found.group(1)}), not only tensors; netspec loads .pth files "
+                          "with torch.load(weights_only=True) and never runs pickled code",
                           hint="save the weights alone: torch.save(model.state_dict(), 'model.pth')") from None
     except Exception as e:
         raise DataProblem(f"cannot read {path} as a PyTorch state dict: {type(e).__name__}: {e}",
@@ -285,6 +291,7 @@ def _import(spec, source: str, log, strict: bool) -> tuple[dict[str, np.ndarray]
 def _by_name(arrays, specs, layers, label, log, strict):
     """A file with this spec's own layer names (a netspec run): load by name."""
     if strict:  # check_weights, run by the caller, names any tensor of the wrong shape
+        log(f"{label}: the spec's own layer names; all {len(layers)} layers loaded by name")
         return {k: np.asarray(arrays[k], dtype=specs[k].dtype) for k in specs}, []
     out, fresh = {}, []
     for u in layers:
@@ -309,14 +316,14 @@ def _report_leftovers(m: Match, log) -> None:
 
 
 def _mismatch(m: Match, label: str, n_src: int, n_dst: int) -> DataProblem:
-    lines = []
     if len(m.fresh) == len(m.unused):
-        for layer, src in zip(m.fresh, m.unused):
-            lines.append(f"layer {layer.describe()} vs {label}: {src.describe()}")
+        lines = [f"layer {layer.describe()} vs {label}: {src.describe()}"
+                 for layer, src in zip(m.fresh[:8], m.unused[:8])]
+        more = len(m.fresh) - len(lines)
     else:
-        lines += [f"layer {u.describe()} has no match in {label}" for u in m.fresh[:6]]
+        lines = [f"layer {u.describe()} has no match in {label}" for u in m.fresh[:6]]
         lines += [f"{label}: {u.describe()} has no layer in the spec" for u in m.unused[:6]]
-    more = len(m.fresh) + len(m.unused) - len(lines)
+        more = len(m.fresh) + len(m.unused) - len(lines)
     if more > 0:
         lines.append(f"... and {more} more")
     counts = f"{label} has {n_src} parameter-bearing modules, the spec {n_dst}"
