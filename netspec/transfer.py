@@ -56,6 +56,7 @@ class Match:
     fresh: list[Unit]  # the spec's layers nothing matched
     unused: list[Unit]  # the source's modules nothing took
     reordered: int  # pairs placed by signature after the in-order alignment
+    filled: int = 0  # BatchNorm modules given the num_batches_tracked they lack
 
 
 # ---- reading a source --------------------------------------------------------------------------
@@ -149,9 +150,9 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def source_units(arrays: dict[str, np.ndarray], ordered: bool, layers: list[Unit]) -> list[Unit]:
+def source_units(shapes: dict[str, tuple[int, ...]], ordered: bool, layers: list[Unit]) -> list[Unit]:
     """The source's modules, in state-dict order (or natural key order when the file lost it)."""
-    keys = list(arrays) if ordered else sorted(arrays, key=_natural)
+    keys = list(shapes) if ordered else sorted(shapes, key=_natural)
     groups: dict[str, dict[str, str]] = {}
     for key in keys:
         prefix, _, local = key.rpartition(".")
@@ -177,8 +178,7 @@ def source_units(arrays: dict[str, np.ndarray], ordered: bool, layers: list[Unit
         # A module's own parameter (`class_token`, `encoder.pos_embedding`) is named in full.
         lone = len(locals_) == 1 and next(iter(locals_)) not in ("weight", "bias")
         name = next(iter(locals_.values())) if lone or not prefix else prefix
-        shapes = {local: tuple(arrays[key].shape) for local, key in locals_.items()}
-        units.append(Unit(name, shapes, dict(locals_)))
+        units.append(Unit(name, {local: tuple(shapes[key]) for local, key in locals_.items()}, dict(locals_)))
     return units
 
 
@@ -237,6 +237,16 @@ def match_units(sources: list[Unit], layers: list[Unit], ordered: bool = True) -
 
 # ---- the public API ----------------------------------------------------------------------------
 
+def plan(spec, shapes: dict[str, tuple[int, ...]], ordered: bool = True) -> Match:
+    """How a state dict of these key shapes (in module order unless `ordered` is false) maps onto `spec`."""
+    layers = spec_units(spec.graph)
+    sources = source_units(shapes, ordered, layers)
+    filled = _with_batch_count(sources, layers)
+    m = match_units(sources, layers, ordered)
+    m.filled = filled
+    return m
+
+
 def import_state_dict(spec, source: str, log=print) -> dict[str, np.ndarray]:
     """Every weight of `spec` from `source`, matched by structure; refuse what does not line up."""
     arrays, fresh = _import(spec, source, log, strict=True)
@@ -260,11 +270,9 @@ def _import(spec, source: str, log, strict: bool) -> tuple[dict[str, np.ndarray]
     layers = spec_units(g)
     if set(arrays) == set(specs):
         return _by_name(arrays, specs, layers, label, log, strict)
-    sources = source_units(arrays, ordered, layers)
-    filled = _with_batch_count(sources, layers)
-    m = match_units(sources, layers, ordered)
+    m = plan(spec, {k: tuple(v.shape) for k, v in arrays.items()}, ordered)
     if strict and (m.fresh or m.unused):
-        raise _mismatch(m, label, len(sources), len(layers))
+        raise _mismatch(m, label, len(m.pairs) + len(m.unused), len(layers))
     if not m.pairs:
         raise DataProblem(f"no layer of {spec.name} matches a module of {label}",
                           hint="is it the weights of this architecture? compare `netspec check` with the file's keys")
@@ -282,8 +290,8 @@ def _import(spec, source: str, log, strict: bool) -> tuple[dict[str, np.ndarray]
             "kind and shape; check the mapping)")
     elif m.reordered:
         log(f"  ({m.reordered} placed by kind and shape where the source orders its modules otherwise)")
-    if filled:
-        log(f"  {filled} BatchNorm layers lack num_batches_tracked (saved before PyTorch 0.4.1): set to 0")
+    if m.filled:
+        log(f"  {m.filled} BatchNorm layers lack num_batches_tracked (saved before PyTorch 0.4.1): set to 0")
     _report_leftovers(m, log)
     return out, [u.name for u in m.fresh]
 

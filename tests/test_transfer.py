@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from netspec.cli import main
 from netspec.errors import DataProblem
 from netspec.spec import load
-from netspec.transfer import import_state_dict, init_arrays
+from netspec.transfer import import_state_dict, init_arrays, plan
 from netspec.weights import save_safetensors, weight_specs
 
 from . import tv_layouts as tv
@@ -187,6 +187,42 @@ def test_vit_tiny_all_twelve_layers(tmp_path):
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(7))
     got, want, _ = _import_and_compare(spec, model, x, tmp_path)
     _assert_close(got, want)
+
+
+# ---- full-size layouts, by shape only ----------------------------------------------------------
+
+@pytest.mark.parametrize("target,make,reordered", [
+    ("resnet.net:ResNet18", lambda: tv.resnet("resnet18"), 0),
+    ("resnet.net:ResNet34", lambda: tv.resnet("resnet34"), 0),
+    ("resnet.net:ResNet50", lambda: tv.resnet("resnet50"), 0),
+    ("resnet.net:ResNet101", lambda: tv.resnet("resnet101"), 0),
+    ("resnet.net:ResNet152", lambda: tv.resnet("resnet152"), 0),
+    ("vgg.net:VGG16", tv.vgg16, 0),
+    ("mobilenet.net:MobileNetV2", tv.MobileNetV2, 0),
+    ("googlenet.net:GoogLeNet", tv.GoogLeNet, 1),  # fc, defined after the aux heads
+    ("transformer.net:ViT_B_16", tv.vit_b_16, 1),  # class_token, defined before conv_proj
+])
+def test_full_size_torchvision_layouts_map_completely(target, make, reordered):
+    # The tests above run smaller variants; this maps the full-size state dicts (1000 classes,
+    # VGG's 4096-wide classifier, all 12 ViT layers at 224 px) without allocating a tensor.
+    spec = load(f"{MODELS}/{target}")
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in make().state_dict().items()}
+    m = plan(spec, shapes)
+    assert not m.fresh and not m.unused and m.reordered == reordered
+    assert sum(len(src.keys) for src, _ in m.pairs) == len(shapes) == len(weight_specs(spec.graph))
+    position = {key: i for i, key in enumerate(shapes)}
+    starts = [min(position[k] for k in src.keys.values()) for src, _ in m.pairs]
+    out_of_order = sum(a > b for a, b in zip(starts, starts[1:]))
+    assert out_of_order == reordered
+    names = {src.name: layer.name for src, layer in m.pairs}
+    if target.endswith("ViT_B_16"):
+        assert names["class_token"] == "tokens.3" and names["encoder.pos_embedding"] == "tokens.4"
+        assert names["encoder.layers.encoder_layer_11.self_attention"] == "tokens.16.attn.1"
+        assert names["encoder.layers.encoder_layer_11.mlp.3"] == "tokens.16.ff.4"
+        assert names["heads.head"] == "logits.1"
+    if target.endswith("GoogLeNet"):
+        assert names["fc"] == "logits.3" and names["aux2.fc2"] == "aux2.6"
 
 
 # ---- fine-tuning: the lenient import -----------------------------------------------------------
