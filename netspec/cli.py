@@ -218,7 +218,6 @@ def evaluate(spec, model, network, sets, data, split, provider, batch_size):
                 f"on {result['provider']} in {result['seconds']:.2f} s")
 
 
-
 @main.group()
 def weights():
     """Bring weights from elsewhere into a spec's layout."""
@@ -247,7 +246,7 @@ def import_(source, spec, network, sets, out, strict, seed, force):
     target = Path(out)
     if target.suffix != ".safetensors":
         raise DataProblem(f"the output {out} should end in .safetensors", hint=f"write -o {target.with_suffix('.safetensors')}")
-    if not (target.parent if str(target.parent) else Path(".")).is_dir():
+    if not target.parent.is_dir():
         raise DataProblem(f"cannot write {out}: the folder '{target.parent}' does not exist",
                           hint="create it first, or give another -o path")
     if target.exists() and Path(source).exists() and target.resolve() == Path(source).resolve():
