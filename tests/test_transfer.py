@@ -107,11 +107,12 @@ def test_deeper_resnets_compute_the_source_function(name, network, tmp_path):
         _assert_close(_module(spec, arrays)(x), model(x))
 
 
-def test_vgg16_computes_the_source_function(tmp_path):
+@pytest.mark.parametrize("network,bn", [("VGG16", False), ("VGG16_BN", True)])
+def test_vgg16_computes_the_source_function(network, bn, tmp_path):
     # torchvision's key layout with a narrow classifier: every shape but the two hidden widths
     # is vgg16's (the conv stack is full size).
-    spec = load(f"{MODELS}/vgg.net:VGG16", params={"size": 32, "hidden": 64, "classes": 10})
-    model = tv.build(tv.vgg16, num_classes=10, hidden=64)
+    spec = load(f"{MODELS}/vgg.net:{network}", params={"size": 32, "hidden": 64, "classes": 10})
+    model = tv.build(tv.vgg16, num_classes=10, hidden=64, batch_norm=bn)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     got, want, log = _import_and_compare(spec, model, x, tmp_path)
     _assert_close(got, want)
@@ -198,6 +199,7 @@ def test_vit_tiny_all_twelve_layers(tmp_path):
     ("resnet.net:ResNet101", lambda: tv.resnet("resnet101"), 0),
     ("resnet.net:ResNet152", lambda: tv.resnet("resnet152"), 0),
     ("vgg.net:VGG16", tv.vgg16, 0),
+    ("vgg.net:VGG16_BN", lambda: tv.vgg16(batch_norm=True), 0),
     ("mobilenet.net:MobileNetV2", tv.MobileNetV2, 0),
     ("googlenet.net:GoogLeNet", tv.GoogLeNet, 1),  # fc, defined after the aux heads
     ("transformer.net:ViT_B_16", tv.vit_b_16, 1),  # class_token, defined before conv_proj
@@ -223,6 +225,20 @@ def test_full_size_torchvision_layouts_map_completely(target, make, reordered):
         assert names["heads.head"] == "logits.1"
     if target.endswith("GoogLeNet"):
         assert names["fc"] == "logits.3" and names["aux2.fc2"] == "aux2.6"
+
+
+def test_names_do_not_matter_only_structure():
+    # torchvision's ViT checkpoints before its MLP rename call the MLP's Linears linear_1 and
+    # linear_2 (torchvision converts them when loading); the structure is the same.
+    spec = load(f"{MODELS}/transformer.net:ViT_B_16")
+    with torch.device("meta"):
+        shapes = {k.replace("mlp.0.", "mlp.linear_1.").replace("mlp.3.", "mlp.linear_2."): tuple(v.shape)
+                  for k, v in tv.vit_b_16().state_dict().items()}
+    m = plan(spec, shapes)
+    assert not m.fresh and not m.unused
+    names = {src.name: layer.name for src, layer in m.pairs}
+    assert names["encoder.layers.encoder_layer_0.mlp.linear_1"] == "tokens.5.ff.1"
+    assert names["encoder.layers.encoder_layer_0.mlp.linear_2"] == "tokens.5.ff.4"
 
 
 # ---- fine-tuning: the lenient import -----------------------------------------------------------
