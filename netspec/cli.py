@@ -127,48 +127,114 @@ def _weights_for(s, weights: str | None, seed: int):
     return load_safetensors(path, s.graph), str(path)
 
 
+def _refuse_nonfinite(arrays: dict, source: str) -> None:
+    """A model with inf or NaN weights computes garbage: refuse it unless the user says otherwise."""
+    import numpy as np
+    bad = [k for k, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise DataProblem(f"the weights from {source} hold inf or NaN in {len(bad)} tensor(s): {shown}",
+                          hint="the training diverged (try a lower --lr); --allow-nonfinite compiles them anyway")
+
+
+def _writable_folder(out: str) -> Path:
+    """Refuse an output folder that is missing or read-only before the (possibly long) compile."""
+    folder = Path(out).parent
+    if not folder.is_dir():
+        raise DataProblem(f"cannot write {out}: the folder '{folder}' does not exist",
+                          hint="create it first, or give another -o path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataProblem(f"cannot write {out}: the folder '{folder}' is not writable",
+                          hint="give an -o path in a folder you can write to")
+    if Path(out).is_dir():
+        raise DataProblem(f"cannot write {out}: it is a folder", hint="give a file name, e.g. -o model.onnx")
+    return folder
+
+
+def _classes_option(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise click.BadParameter(f"{text!r}: give distinct, non-empty names separated by commas",
+                                 param_hint="--classes")
+    return names
+
+
 @main.command(name="compile")
 @SPEC
 @_network_option
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the .onnx model.")
-@click.option("--weights", "-w", metavar="FILE", help="A weights.safetensors (or the run folder) to embed.")
+@click.option("--weights", "-w", metavar="FILE|RUN",
+              help="A weights.safetensors, or the run folder (whose run.json also gives the class names).")
+@click.option("--classes", metavar="A,B,...", help="Class names in label order to record in the model "
+              "(default: the run folder's).")
 @click.option("--opset", type=click.IntRange(13, 21), default=None, help="ONNX opset (default 17).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh initialisation.")
 @click.option("--optimize", is_flag=True,
               help="Also write OUT.opt.onnx, graph-optimized by ONNX Runtime for its CPU provider.")
 @click.option("--float16", is_flag=True,
               help="Also write OUT.fp16.onnx: float16 weights and compute, float32 inputs and outputs.")
-@click.option("--int8", is_flag=True, help="Also write OUT.int8.onnx: int8 weights, dynamically quantized.")
+@click.option("--int8", is_flag=True, help="Also write OUT.int8.onnx: int8 weights, dynamically quantized "
+              "(statically, with --calibrate).")
+@click.option("--calibrate", metavar="DATA", help="With --int8: quantize statically, activation ranges "
+              "calibrated on DATA (a dataset as `train` reads it, or `digits` for the built-in one; 256 of its "
+              "training items are used).")
+@click.option("--keep-ends-float", is_flag=True, help="With --calibrate: leave the first and last "
+              "Conv/Linear layers in float32.")
+@click.option("--allow-nonfinite", is_flag=True, help="Compile weights that hold inf or NaN.")
 @user_errors
-def compile_(spec, network, sets, out, weights, opset, seed, optimize, float16, int8):
+def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, float16, int8, calibrate,
+             keep_ends_float, allow_nonfinite):
     """Compile a spec to an ONNX model, with trained or freshly initialised weights.
 
     OUT is always the float32 model; each variant flag adds a file beside it (see docs/deploy.md).
     """
-    from . import lower_onnx, variants
+    from . import variants
+    from .metadata import run_record
     start = time.perf_counter()
-    # Refuse a missing folder before the (possibly long) compile, not with an OSError after it.
-    folder = Path(out).parent
-    if not folder.is_dir():
-        raise DataProblem(f"cannot write {out}: the folder '{folder}' does not exist",
-                          hint="create it first, or give another -o path")
+    if calibrate is not None and not int8:
+        raise click.UsageError("--calibrate makes the int8 variant static: give --int8 with it")
+    if keep_ends_float and calibrate is None:
+        raise click.UsageError("--keep-ends-float applies to static int8: give --int8 --calibrate DATA")
+    names = _classes_option(classes)
+    _writable_folder(out)
+    variants.sweep_stale(out)  # what a killed compile of this output left behind
     s = _load(spec, network, sets)
     arrays, source = _weights_for(s, weights, seed)
-    model = lower_onnx.to_onnx(s.graph, arrays, opset=opset or lower_onnx.DEFAULT_OPSET)
+    if not allow_nonfinite:
+        _refuse_nonfinite(arrays, source)
+    record = run_record(weights) if weights is not None else None
+    metadata = s.metadata(classes=names, run=record)
+    calibration = None
+    if calibrate is not None:
+        from .static_int8 import calibration_inputs
+        contract = (record or {}).get("input") or {}
+        normalize = (contract["mean"], contract["std"]) if contract.get("mean") is not None else None
+        # `digits` names the built-in dataset, as `train` uses it without --data.
+        data = None if calibrate == "digits" and not Path(calibrate).exists() else calibrate
+        calibration = calibration_inputs(s, data, normalize)
+    model = s.to_onnx(weights=arrays, opset=opset, metadata=metadata)
     del arrays  # the model holds its own copy; the checker below needs the memory
     nodes, version = len(model.graph.node), model.opset_import[0].version
     kinds = [k for k, on in (("optimize", optimize), ("float16", float16), ("int8", int8)) if on]
-    # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
-    with variants.staged(model, out, kinds) as written:
-        # The file is checked as a deployment would load it, before it replaces an older one.
-        lower_onnx.save(model, out, check=True)
-    size = sum(f.stat().st_size for f in Path(out).parent.glob(Path(out).name + "*"))
+    try:
+        # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
+        with variants.staged(model, out, kinds, calibration, keep_ends_float) as written:
+            # The file is checked as a deployment would load it, before it replaces an older one.
+            from .lower_onnx import save
+            save(model, out, check=True)
+    except OSError as e:
+        where = e.filename or out
+        raise DataProblem(f"cannot write {where}: {e.strerror or e}",
+                          hint="older files at the output paths are as they were") from None
+    size = variants.files_size(out)
     report.info(f"wrote {out}: {s.name}, {nodes:,} ONNX nodes, opset {version}, {s.parameters:,} "
                 f"parameters, {size / 1e6:.1f} MB (weights: {source}) in {time.perf_counter() - start:.2f} s")
     for kind, path in written:
         vsize = variants.files_size(path)
-        report.info(f"wrote {path}: {variants.VARIANTS[kind].describe}, {vsize / 1e6:.1f} MB "
+        report.info(f"wrote {path}: {variants.describe(kind, calibration is not None)}, {vsize / 1e6:.1f} MB "
                     f"({vsize / size:.2f}x the float32 file)")
 
 

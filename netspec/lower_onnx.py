@@ -280,7 +280,8 @@ def save(model: onnx.ModelProto, path, external_data: bool | None = None, check:
         # model.ByteSize() would encode the whole model just to count it.
         size = header.ByteSize() + sum(_tensor_size(t) for t in model.graph.initializer)
         external_data = size >= PROTO_LIMIT
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    # The PID in the name lets `variants.sweep_stale` remove what a killed compile left.
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     try:
         tmp = tmpdir / path.name
         if external_data:
