@@ -275,12 +275,85 @@ def train(spec, network, sets, data, epochs, batch_size, lr, seed, out_dir, resu
 @click.option("--provider", default=None, metavar="NAME",
               help="ONNX Runtime execution provider (default: the best available).")
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+@click.option("--plot", is_flag=False, flag_value="confusion.png", default=None, metavar="[FILE]",
+              help="Also draw the confusion matrix to FILE (default confusion.png).")
 @user_errors
-def evaluate(spec, model, network, sets, data, split, provider, batch_size):
-    """Run a compiled ONNX model in ONNX Runtime on a dataset split and print its accuracy."""
-    from .evaluate import evaluate_onnx
+def evaluate(spec, model, network, sets, data, split, provider, batch_size, as_json, plot):
+    """Run a compiled ONNX model in ONNX Runtime on a dataset split: accuracy, per-class scores, confusion.
+
+    The model's inputs and outputs are checked against the spec, and the dataset's classes
+    against the model's, before anything runs.
+    """
+    from .evaluate import evaluate_onnx, plot_confusion
     s = _load(spec, network, sets)
     result = evaluate_onnx(s, model, data=data, split=split, provider=provider, batch_size=batch_size)
-    report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}, "
+    if plot:
+        try:
+            plot_confusion(result, plot)
+        except OSError as e:
+            raise DataProblem(f"cannot write {plot}: {e.strerror or e}") from None
+        result["plot"] = plot
+    if as_json:
+        report.as_json(result)
+        return
+    top5 = f", top-5 {result['top5_accuracy']:.4f}" if "top5_accuracy" in result else ""
+    report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}{top5}, "
                 f"on {result['provider']} in {result['seconds']:.2f} s")
+    report.info("")
+    report.table([{**r, **{k: f"{r[k]:.4f}" for k in ("precision", "recall", "f1")}} for r in result["per_class"]],
+                 [("class", "class"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
+                  ("support", "support")])
+    report.info("")
+    report.info("confusion matrix (rows: true class, columns: predicted)")
+    names = result["classes"]
+    report.table([{"true": n, **{f"c{j}": v for j, v in enumerate(row)}} for n, row in zip(names, result["confusion"])],
+                 [("true", "true")] + [(f"c{j}", n) for j, n in enumerate(names)])
+    if plot:
+        report.info(f"wrote {plot}")
 
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--top-k", "-k", type=click.IntRange(1), default=1, show_default=True,
+              help="How many classes to print per item, best first.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list of results.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: item, rank, class, index, score.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--providers", metavar="A,B", help="ONNX Runtime execution providers in order of preference "
+              "(default: CUDA if present, then CPU).")
+@click.option("--output", metavar="NAME", help="The model output holding the logits (default: the metadata's).")
+@user_errors
+def predict(model, paths, top_k, as_json, as_csv, batch_size, providers, output):
+    """Classify images (files, folders searched recursively) or the x of .npz files with an ONNX model.
+
+    Preprocessing and class names come from the model's metadata; only ONNX Runtime, numpy and
+    Pillow run (no torch). Unreadable files are named and skipped; the exit status is then 1.
+    """
+    import csv
+
+    from . import predict as p
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are exclusive")
+    sess = p.session(model, [s.strip() for s in providers.split(",")] if providers else None)
+    c = p.contract(sess, output)
+    if c.image and (c.height is None or c.width is None):
+        raise DataProblem(f"the model's input {list(c.shape)} has no fixed height and width to resize images to")
+    problems: list[str] = []
+    items = p.gather(paths, problems)
+    results = p.classify(sess, c, p.read_items(items, c, problems), batch_size, top_k)
+    if as_json:
+        report.info(p.as_json(list(results)))
+    elif as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(p.CSV_HEADER)
+        for r in results:
+            writer.writerows(p.as_csv_rows(r))
+    else:
+        for r in results:
+            report.info(p.as_text(r))
+    for problem in problems:
+        report.fail(problem)
+    if problems:
+        raise SystemExit(1)
