@@ -226,7 +226,9 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
             from .lower_onnx import save
             save(model, out, check=True)
     except OSError as e:
-        where = e.filename or out
+        # The user knows the output path, not our hidden temporaries beside it.
+        name = Path(str(e.filename or out))
+        where = out if any(part.startswith(".") for part in name.parts[-2:]) else name
         raise DataProblem(f"cannot write {where}: {e.strerror or e}",
                           hint="older files at the output paths are as they were") from None
     size = variants.files_size(out)

@@ -372,7 +372,7 @@ def sweep_stale(out) -> list[Path]:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process, or no such pid at all
         return False
     except PermissionError:
         return True  # someone else's process

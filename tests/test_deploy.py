@@ -269,3 +269,57 @@ def test_evaluate_top5_on_ten_classes(tmp_path):
     out = json.loads(run("evaluate", ROOT / "models/lenet5.net", model, "--json").output)
     assert out["items"] == 359 and len(out["per_class"]) == 10
     assert out["accuracy"] <= out["top5_accuracy"] <= 1.0
+
+
+# ---------------------------------------------------------------- static int8
+
+def _argmax(path, x):
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(["logits"], {"image": x})[0].argmax(axis=1)
+
+
+def test_static_int8_calibrated_on_the_photos(cats, tmp_path):
+    out = tmp_path / "m.onnx"
+    r = run("compile", CATS, *SMALL, "--weights", cats["run"], "-o", out, "--int8", "--calibrate", cats["photos"])
+    assert r.exit_code == 0, r.output
+    int8 = tmp_path / "m.int8.onnx"
+    assert f"wrote {int8}: int8 weights and activations, statically quantized (QDQ)" in r.output
+    model = onnx.load(str(int8))
+    onnx.checker.check_model(model, full_check=True)
+    p = {q.key: q.value for q in model.metadata_props}
+    assert p["netspec.variant"] == "int8-static" and json.loads(p["netspec.classes"]) == CLASSES
+    ops = [n.op_type for n in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # Per-channel weights: a conv weight's scale holds one value per output channel.
+    inits = {t.name: t for t in model.graph.initializer}
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    weight_dq = next(n for n in model.graph.node if n.output[0] == conv.input[1])
+    assert weight_dq.op_type == "DequantizeLinear" and list(inits[weight_dq.input[1]].dims) == [4]
+    # It classifies as the float32 model does on the photos it was calibrated on.
+    from netspec.predict import load_image
+    x = np.stack([load_image(f, 3, 16, 16) for f in sorted(cats["photos"].rglob("*.png"))])
+    assert (_argmax(out, x) == _argmax(int8, x)).mean() >= 0.9
+    # predict reads the int8 file's metadata too.
+    r = run("predict", int8, cats["photos"] / "cat", "--json")
+    assert r.exit_code == 0 and json.loads(r.output)[0]["top"][0]["class"] in CLASSES
+
+
+def test_static_int8_can_keep_the_first_and_last_layers_float(cats, tmp_path):
+    out = tmp_path / "m.onnx"
+    r = run("compile", CATS, *SMALL, "--weights", cats["run"], "-o", out, "--int8", "--calibrate",
+            cats["photos"], "--keep-ends-float")
+    assert r.exit_code == 0, r.output
+    model = onnx.load(str(tmp_path / "m.int8.onnx"))
+    inits = {t.name for t in model.graph.initializer}
+    layers = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    float_weight = [n.input[1] in inits for n in layers]
+    assert float_weight[0] and float_weight[-1] and not any(float_weight[1:-1])
+
+
+def test_calibrate_needs_int8_and_a_dataset_of_the_models_input(cats, tmp_path):
+    r = run("compile", CATS, *SMALL, "-o", tmp_path / "m.onnx", "--calibrate", cats["photos"])
+    assert r.exit_code == 2 and "give --int8 with it" in r.output
+    r = run("compile", CATS, *SMALL, "-o", tmp_path / "m.onnx", "--int8", "--calibrate", tmp_path / "none")
+    assert r.exit_code == 1 and "does not exist" in r.output
+    assert not (tmp_path / "m.onnx").exists()
