@@ -205,16 +205,13 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
     arrays, source = _weights_for(s, weights, seed)
     if not allow_nonfinite:
         _refuse_nonfinite(arrays, source)
-    record = run_record(weights) if weights is not None else None
+    # The run folder's record: given as the folder, or as the weights file inside it.
+    record = None if weights is None else run_record(weights if Path(weights).is_dir() else Path(weights).parent)
     metadata = s.metadata(classes=names, run=record)
     calibration = None
     if calibrate is not None:
         from .static_int8 import calibration_inputs
-        contract = (record or {}).get("input") or {}
-        normalize = (contract["mean"], contract["std"]) if contract.get("mean") is not None else None
-        # `digits` names the built-in dataset, as `train` uses it without --data.
-        data = None if calibrate == "digits" and not Path(calibrate).exists() else calibrate
-        calibration = calibration_inputs(s, data, normalize)
+        calibration = calibration_inputs(s, calibrate, record)
     model = s.to_onnx(weights=arrays, opset=opset, metadata=metadata)
     del arrays  # the model holds its own copy; the checker below needs the memory
     nodes, version = len(model.graph.node), model.opset_import[0].version

@@ -107,7 +107,8 @@ def model_metadata(spec, sets: dict | None = None, record: dict | None = None,
     from . import __version__
     classes = classes if classes is not None else (record or {}).get("classes")
     out_name = spec.classifier_output or spec.outputs[0][0]
-    width = dict(spec.outputs)[out_name].shape[-1]
+    out_shape = dict(spec.outputs)[out_name].shape
+    width = out_shape[-1] if out_shape else None
     if classes is not None and isinstance(width, int) and len(classes) != width:
         raise DataProblem(f"{len(classes)} class names ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}) "
                           f"for the output '{out_name}' of {width} classes",

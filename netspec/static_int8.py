@@ -23,14 +23,21 @@ CALIBRATION_BATCH = 16
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
 
-def calibration_inputs(spec, data, normalize=None, items: int = CALIBRATION_ITEMS, seed: int = 0) -> np.ndarray:
+def calibration_inputs(spec, data, record: dict | None = None, items: int = CALIBRATION_ITEMS,
+                       seed: int = 0) -> np.ndarray:
     """Up to `items` inputs of the training split of `data`, read as `netspec train` reads them.
 
+    `data` is a dataset path, or `digits` for the built-in one; `record` is the run folder's
+    (netspec.metadata.run_record), whose input normalization, if any, is applied as in training.
     Reading a dataset imports torch (netspec.data builds torch datasets); only --calibrate does.
     """
     from .data import load_dataset
     if len(spec.inputs) != 1:
         raise DataProblem(f"--calibrate feeds one input, but '{spec.name}' has {len(spec.inputs)}")
+    if data == "digits" and not Path(data).exists():
+        data = None  # the built-in dataset, as `train` uses it without --data
+    contract = (record or {}).get("input") or {}
+    normalize = (contract["mean"], contract["std"]) if contract.get("mean") is not None else None
     target = spec.targets[0][1] if spec.targets else None
     cfg = spec.train_config
     train, _, _ = load_dataset(data, spec.inputs[0][1], target, cfg.val_split, cfg.seed, normalize=normalize)
