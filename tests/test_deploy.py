@@ -323,3 +323,24 @@ def test_calibrate_needs_int8_and_a_dataset_of_the_models_input(cats, tmp_path):
     r = run("compile", CATS, *SMALL, "-o", tmp_path / "m.onnx", "--int8", "--calibrate", tmp_path / "none")
     assert r.exit_code == 1 and "does not exist" in r.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_run_that_normalised_outside_the_network_tells_predict_to(cats, tmp_path):
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(cats["run"], run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    record["input"].update(mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])
+    (run_dir / "run.json").write_text(json.dumps(record))
+    out = tmp_path / "m.onnx"
+    assert run("compile", CATS, *SMALL, "--weights", run_dir / "weights.safetensors", "-o", out).exit_code == 0
+    assert json.loads(props(out)["netspec.input"])["mean"] == [0.5, 0.4, 0.3]
+    from netspec.predict import contract, load_image, session
+    c = contract(session(out))
+    assert (c.mean, c.std, c.classes) == ((0.5, 0.4, 0.3), (0.2, 0.25, 0.3), tuple(CLASSES))
+    image = next((cats["photos"] / "cat").iterdir())
+    r = run("predict", out, image, "--json")
+    x = load_image(image, 3, 16, 16, c.mean, c.std)[None]
+    logits = session(out).run(["logits"], {"image": x})[0][0]
+    p = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert json.loads(r.output)[0]["top"][0]["score"] == pytest.approx(p.max())
