@@ -43,6 +43,7 @@ STATIC_INT8 = Variant("int8", "int8 weights and activations, statically quantize
 def describe(kind: str, calibrated: bool = False) -> str:
     return STATIC_INT8.describe if kind == "int8" and calibrated else VARIANTS[kind].describe
 
+
 FP16_MAX = float(np.finfo(np.float16).max)
 
 # Inputs whose schema says tensor(float) whatever the op's data type T is: they stay float32.
