@@ -337,3 +337,30 @@ def test_nonfinite_weights_are_refused_unless_allowed(tmp_path):
     assert "--allow-nonfinite" in r.output
     assert not (tmp_path / "m.onnx").exists()
     assert _lenet(tmp_path, "--weights", tmp_path / "w.safetensors", "--allow-nonfinite").exit_code == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 KB tmpfs: a real full disk. Mounting needs root (and a kernel that lets it)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.name != "posix" or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_really_full_disk_is_a_user_error_and_keeps_older_files(small_disk):
+    out = small_disk / "m.onnx"
+    out.write_bytes(b"older model")
+    # LeNet-5 is 249 KB in float32, 126 KB in float16: with staging, more than 400 KB.
+    r = run("compile", ROOT / "models/lenet5.net", "-o", out, "--float16", "--int8")
+    assert r.exit_code == 1, r.output
+    assert f"cannot write {out}: No space left on device" in r.output
+    assert out.read_bytes() == b"older model"
+    assert [p.name for p in small_disk.iterdir()] == ["m.onnx"]
