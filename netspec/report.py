@@ -59,7 +59,8 @@ def summary(spec, layers: bool = True) -> None:
     if layers:
         table(spec.rows, [("name", "layer"), ("op", "op"), ("shape", "output"), ("parameters", "parameters")])
         click.echo()
-    macs = sum(r["flops"] for r in spec.rows)
+    macs = sum(r["macs"] for r in spec.rows)
+    elementwise = sum(r["elementwise"] for r in spec.rows)
     click.echo(f"network     {spec.name}  ({spec.path})")
     for label, items in (("inputs", spec.inputs), ("outputs", spec.outputs), ("targets", spec.targets)):
         if items:
@@ -72,4 +73,5 @@ def summary(spec, layers: bool = True) -> None:
         click.echo(f"loss        {node['op']}({args}){weight}")
     click.echo(f"layers      {len(spec.rows):,}")
     click.echo(f"parameters  {spec.parameters:,} ({_human(spec.parameters)})")
-    click.echo(f"MACs/item   {macs:,} ({_human(macs)})")
+    click.echo(f"MACs/item   {macs:,} ({_human(macs)})  conv, linear, matmul and attention, as torchvision counts")
+    click.echo(f"elementwise {elementwise:,} ({_human(elementwise)})  per item: norms, pooling, merges, resizing")
