@@ -217,3 +217,72 @@ def evaluate(spec, model, network, sets, data, split, provider, batch_size):
     report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}, "
                 f"on {result['provider']} in {result['seconds']:.2f} s")
 
+
+
+def _net_files(paths: tuple[str, ...]) -> list[Path]:
+    """The .net files named, with folders searched for them (sorted, so output is stable)."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.rglob("*.net"))
+            if not found:
+                raise DataProblem(f"{p}: no .net files in this folder")
+            files += found
+        elif not p.is_file():
+            raise DataProblem(f"{p}: no such file")
+        else:
+            files.append(p)
+    return files
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE|DIR...")
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when a file would be reformatted (for CI).")
+@click.option("--diff", is_flag=True, help="Change nothing; print what would change as a unified diff.")
+@user_errors
+def fmt(files, check, diff):
+    """Lay out .net files the one canonical way, in place (`-` reads stdin, writes stdout).
+
+    Comments are kept, the meaning never changes, and lines between `# fmt: off` and
+    `# fmt: on` stay as written. See docs/tools.md for the layout.
+    """
+    import difflib
+    import tempfile
+    from .fmt import format_text
+    if files == ("-",):
+        click.echo(format_text(click.get_text_stream("stdin").read(), "<stdin>"), nl=False)
+        return
+    changed, failed = [], 0
+    for path in _net_files(files):
+        try:
+            text = path.read_text(encoding="utf-8")
+            new = format_text(text, str(path))
+        except NetspecError as e:
+            report.error(e)
+            failed += 1
+            continue
+        except (OSError, UnicodeDecodeError) as e:
+            report.fail(f"cannot read {path}: {e}")
+            failed += 1
+            continue
+        if new == text:
+            continue
+        changed.append(path)
+        if diff:
+            report.info("".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                                     f"{path}", f"{path} (formatted)")).rstrip("\n"))
+        if check or diff:
+            report.note(f"would reformat {path}")
+            continue
+        # Written beside the original and renamed over it: an interrupted fmt never leaves half a file.
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp", delete=False) as tmp:
+            tmp.write(new)
+        os.replace(tmp.name, path)
+        report.note(f"reformatted {path}")
+    done = "would be reformatted" if check or diff else "reformatted"
+    report.note(f"{len(changed)} file{'s' * (len(changed) != 1)} {done}, "
+                f"{len(_net_files(files)) - len(changed) - failed} unchanged"
+                + (f", {failed} failed" if failed else ""))
+    if failed or (check and changed):
+        raise SystemExit(1)
