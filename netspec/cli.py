@@ -250,7 +250,7 @@ def fmt(files, check, diff):
     import tempfile
     from .fmt import format_text
     if files == ("-",):
-        click.echo(format_text(click.get_text_stream("stdin").read(), "<stdin>"), nl=False)
+        click.echo(format_text(sys.stdin.read(), "<stdin>"), nl=False)
         return
     changed, failed = [], 0
     for path in _net_files(files):
