@@ -286,3 +286,20 @@ def fmt(files, check, diff):
                 + (f", {failed} failed" if failed else ""))
     if failed or (check and changed):
         raise SystemExit(1)
+
+
+@main.command()
+@SPEC
+@_network_option
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="The picture: .svg, .png, .html (pan, zoom, click a layer) or .dot (for graphviz).")
+@click.option("--depth", type=int, default=None, metavar="N",
+              help="Draw each block nested N deep as one box (--depth 1: the top-level blocks).")
+@user_errors
+def graph(spec, network, sets, out, depth):
+    """Draw a checked network: a box per layer, edges labelled with tensor shapes, blocks as clusters."""
+    from .draw import write
+    start = time.perf_counter()
+    s = _load(spec, network, sets)
+    path = write(s, out, depth)
+    report.info(f"wrote {path}: {s.name}, {len(s.rows):,} layers in {time.perf_counter() - start:.2f} s")
