@@ -303,3 +303,11 @@ def graph(spec, network, sets, out, depth):
     s = _load(spec, network, sets)
     path = write(s, out, depth)
     report.info(f"wrote {path}: {s.name}, {len(s.rows):,} layers in {time.perf_counter() - start:.2f} s")
+
+
+@main.command()
+@click.option("--stdio", is_flag=True, help="Talk over stdin and stdout (the default and only transport).")
+def lsp(stdio):
+    """Run the language server for editors: diagnostics, hover, go to definition, completion, formatting."""
+    from .lsp import main as serve
+    serve()
