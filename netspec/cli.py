@@ -15,15 +15,16 @@ from pathlib import Path
 import click
 
 from . import __version__, report
+from .completion import complete_network, complete_spec
 from .errors import DataProblem, NetspecError
 
-SPEC = click.argument("spec", metavar="FILE[:NETWORK]")
+SPEC = click.argument("spec", metavar="FILE[:NETWORK]", shell_complete=complete_spec)
 
 
 def _network_option(f):
     f = click.option("--set", "-D", "sets", multiple=True, metavar="NAME=VALUE",
                      help="Override a network parameter, e.g. -D classes=10 -D 'depths=[2, 2, 2, 2]'.")(f)
-    return click.option("--network", "-n", metavar="NAME",
+    return click.option("--network", "-n", metavar="NAME", shell_complete=complete_network,
                         help="The network to use when FILE defines several (or write FILE:NAME).")(f)
 
 

@@ -523,7 +523,7 @@ def to_html(view: View, placed: Placed) -> str:
 _HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>%TITLE%</title>
 <style>
-html, body { margin: 0; height: 100%; font: 13px system-ui, sans-serif; }
+html, body { margin: 0; height: 100%; overflow: hidden; font: 13px system-ui, sans-serif; }
 #stage { position: absolute; inset: 0 340px 0 0; overflow: hidden; cursor: grab; background: #fafafa; }
 #stage.dragging { cursor: grabbing; }
 #stage svg { transform-origin: 0 0; }
@@ -547,9 +547,10 @@ const stage = document.getElementById("stage");
 const svg = stage.querySelector("svg");
 let scale = 1, tx = 0, ty = 0;
 function apply() { svg.style.transform = `translate(${tx}px, ${ty}px) scale(${scale})`; }
-function fit() {
+// The whole drawing (key 0), or at first its top at a readable size: deep networks are tall.
+function fit(whole) {
   const w = svg.width.baseVal.value, h = svg.height.baseVal.value;
-  scale = Math.min(stage.clientWidth / w, stage.clientHeight / h, 1);
+  scale = Math.min(stage.clientWidth / w, whole ? stage.clientHeight / h : 1, 1);
   tx = (stage.clientWidth - w * scale) / 2; ty = 10; apply();
 }
 stage.addEventListener("wheel", (e) => {
@@ -565,7 +566,7 @@ window.addEventListener("mousemove", (e) => {
   drag.moved = true; tx = e.clientX - drag.x; ty = e.clientY - drag.y; apply();
 });
 window.addEventListener("mouseup", () => { stage.classList.remove("dragging"); setTimeout(() => { drag = null; }, 0); });
-window.addEventListener("keydown", (e) => { if (e.key === "0") fit(); });
+window.addEventListener("keydown", (e) => { if (e.key === "0") fit(true); });
 function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
 function show(id) {
   const n = NODES[id];
@@ -585,7 +586,7 @@ function show(id) {
   document.getElementById("details").innerHTML = out;
 }
 document.querySelectorAll(".node").forEach((g) => g.addEventListener("click", () => { if (!drag || !drag.moved) show(g.dataset.id); }));
-fit();
+fit(false);
 </script>
 </body></html>
 """
