@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from lsprotocol import types as lsp
@@ -25,6 +26,7 @@ WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SOURCE = "netspec"
 
 
+@lru_cache(maxsize=1024)
 def _key(path: str | Path) -> str:
     return str(Path(path).resolve())
 
@@ -38,6 +40,22 @@ class Analysis:
     items: list = field(default_factory=list)
     graphs: dict = field(default_factory=dict)  # network name -> checked networkx graph
     problems: list[Diagnostic] = field(default_factory=list)
+    _index: dict = field(default_factory=dict, repr=False)
+
+    def index(self, g) -> tuple[dict[str, str], dict[str, list[str]]]:
+        """For a graph: the last layer under each dotted name prefix, and each block's instances."""
+        name = g.graph["name"]
+        if name not in self._index:
+            last, instances = {}, {}
+            for n, d in g.nodes(data=True):
+                parts = n.split(".")
+                for k in range(1, len(parts) + 1):
+                    last[".".join(parts[:k])] = n
+                for label, _ in d.get("context") or ():
+                    block, inst = _split_label(label)
+                    instances.setdefault(block, {})[inst] = None
+            self._index[name] = (last, {b: list(i) for b, i in instances.items()})
+        return self._index[name]
 
 
 def analyze(path: str, text: str, buffers: dict[str, str] | None = None) -> Analysis:
@@ -59,10 +77,11 @@ def analyze(path: str, text: str, buffers: dict[str, str] | None = None) -> Anal
         return result
     networks = [i.name for i in result.items if isinstance(i, (ast.NetworkDef, ast.NetworkAlias))]
     seen = set()
+    elaborator = Elaborator(read)  # one for the file: each file is parsed once, not once per network
     for name in networks or [None]:
         try:
             with deep_stack():
-                g = Elaborator(read).network(path, name)
+                g = elaborator.network(path, name)
                 infer(g)
             result.graphs[name] = g
         except NetspecError as e:
@@ -167,26 +186,19 @@ def _op_doc(name: str) -> str:
     return f"**{name}**({', '.join(fields)})\n\n{op.doc or ''}".rstrip()
 
 
-def _tensor_nodes(g, item, name: str) -> list[tuple[str, str]]:
+def _tensor_nodes(a: Analysis, g, item, name: str) -> list[tuple[str, str]]:
     """(instance, node) for the layer that produces tensor `name` in each instance of `item`."""
-    if isinstance(item, ast.NetworkDef):
-        prefixes = [""]
-    else:
-        prefixes = sorted({inst + "." for n in g.nodes for label, _ in (g.nodes[n].get("context") or ())
-                           for block, inst in [_split_label(label)] if block == item.name})
+    last, instances = a.index(g)
+    prefixes = [""] if isinstance(item, ast.NetworkDef) else [i + "." for i in instances.get(item.name, [])]
     found = []
     outputs = {n: ref for n, ref, _ in g.graph["outputs"]}
     for prefix in prefixes:
         if not prefix and name in outputs:
             found.append(("", outputs[name].node))
             continue
-        base = prefix + name if name != "out" else prefix[:-1]
-        last = None
-        for n in g.nodes:
-            if n == base or n.startswith(base + "."):
-                last = n
-        if last is not None:
-            found.append((prefix[:-1], last))
+        node = last.get(prefix + name if name != "out" else prefix[:-1])
+        if node is not None:
+            found.append((prefix[:-1], node))
     return found
 
 
@@ -242,7 +254,7 @@ def hover_text(a: Analysis, line: int, col: int) -> str | None:
             t = g.nodes[word]["types"][0] if g.nodes[word]["types"] else None
             kind = "input" if word in g.graph["inputs"] else "target"
             return f"{kind} `{word}`: `{t.full() if t else 'inferred'}`"
-        found = _tensor_nodes(g, item, word)
+        found = _tensor_nodes(a, g, item, word)
         if found:
             shapes = sorted({" ".join(t.full() for t in g.nodes[n]["types"]) for _, n in found})
             shown = ", ".join(f"`{s}`" for s in shapes[:4]) + (" ..." if len(shapes) > 4 else "")
