@@ -447,7 +447,7 @@ def to_svg(view: View, placed: Placed, interactive: bool = False) -> str:
 def _label_at(pts) -> tuple[float, float]:
     """Where an arrow's shape label goes (its baseline's start): beside the arrow's last leg."""
     (x0, y0), (x1, y1) = pts[-2], pts[-1]
-    if abs(x1 - x0) > 2 * abs(y1 - y0):  # a horizontal leg into the side of a box: above it
+    if abs(y1 - y0) < 1:  # a horizontal leg into the side of a box: above it
         return min(x0, x1) + 4, y0 - 4
     return x0 + (x1 - x0) * 0.55 + 4, y0 + (y1 - y0) * 0.55
 
