@@ -73,7 +73,7 @@ def analyze(path: str, text: str, buffers: dict[str, str] | None = None) -> Anal
     try:
         result.items = parse(text, path)
     except NetspecError as e:
-        result.problems += e.diagnostics
+        result.problems += e.diagnostics + more_syntax_errors(text, path, e.diagnostics)
         return result
     networks = [i.name for i in result.items if isinstance(i, (ast.NetworkDef, ast.NetworkAlias))]
     seen = set()
@@ -94,6 +94,33 @@ def analyze(path: str, text: str, buffers: dict[str, str] | None = None) -> Anal
         except RecursionError:
             result.problems.append(Diagnostic(f"{path}: the spec nests too deeply to check"))
     return result
+
+
+MAX_SYNTAX_ERRORS = 20
+
+
+def more_syntax_errors(text: str, path: str, first: list[Diagnostic]) -> list[Diagnostic]:
+    """The syntax errors after the first: the parser skips the offending token and goes on.
+
+    One error per line at most, since what follows a mistake on its own line is mostly its echo.
+    """
+    from lark.exceptions import UnexpectedInput
+    from .parse import _syntax_error, parser
+    lines = {d.span.line for d in first if d.span}
+    found: list[Diagnostic] = []
+
+    def on_error(e: UnexpectedInput) -> bool:
+        d = _syntax_error(e, path, text).diagnostics[0]
+        if d.span and d.span.line not in lines:
+            lines.add(d.span.line)
+            found.append(d)
+        return len(found) < MAX_SYNTAX_ERRORS
+
+    try:
+        parser().parse(text, on_error=on_error)
+    except (UnexpectedInput, RecursionError):
+        pass  # recovery gave up; what was found so far stands
+    return found
 
 
 # Positions -------------------------------------------------------------------------------------

@@ -191,3 +191,17 @@ def test_hover_and_completion_helpers():
     pos = _pos(text, "Stage(64, depths[0]", 6)
     names = [i.label for i in completions(a, pos.line, pos.character)]
     assert names == ["width", "units", "stride", "bottleneck"]
+
+
+def test_the_parser_recovers_for_several_syntax_errors(tmp_path):
+    text = ("network A {\n    input x: float32[N, 8];\n    y = x -> Linear(4 bias=false)\n"
+            "    output z = y => ReLU\n}\n")
+    bad = tmp_path / "bad.net"
+    bad.write_text(text, encoding="utf-8")
+    problems = analyze(str(bad), text).problems
+    assert [(d.span.line, d.span.col) for d in problems] == [(2, 27), (3, 23), (4, 18)]
+    assert [d.hint.split(":")[0] for d in problems] == [
+        "statements need no ';'", "is a ',' missing between the arguments?", "layers are chained with '->', not '=>'"]
+    # The first is exactly check's.
+    check = CliRunner().invoke(main, ["check", str(bad)])
+    assert check.stderr.splitlines()[0].endswith("2:27: error: unexpected character ';'")
