@@ -179,35 +179,43 @@ def _fmt_toggle(tok: Tok) -> str | None:
 
 
 def _lines(toks: list[Tok], starts: dict[int, tuple[str, bool]], source: list[str]) -> list[Line]:
+    """Split the tokens into output lines: where the source breaks, and before every statement."""
     lines: list[Line] = []
     depth, item, off = 0, -1, False
     cur: Line | None = None
     prev: Tok | None = None
+
+    def verbatim_line(t: Tok, stmt) -> Line:
+        # Inside `# fmt: off` the source lines come back as they were, blank ones included.
+        lines.extend(Line(depth, verbatim="", top_item=item) for _ in range(max(0, t.breaks - 1)))
+        return Line(depth, verbatim=source[t.line - 1].rstrip(), top_item=item, stmt=stmt and stmt[0])
+
     for t in toks:
         stmt = starts.get(t.pos)
         if stmt and stmt[1]:
             item += 1
         if t.kind == "COMMENT":
             toggle = _fmt_toggle(t)
-            if cur is not None and t.breaks == 0 and cur.toks and not off:
-                cur.comment = t.text
+            if cur is not None and t.breaks == 0 and (cur.toks or cur.verbatim is not None):
+                if not off:
+                    cur.comment = t.text  # a trailing comment; a verbatim line holds its own
+            elif off:
+                cur = verbatim_line(t, None)
+                lines.append(cur)
             else:
                 cur = Line(depth, comment=t.text, blank_before=t.breaks >= 2, top_item=item)
-                lines.append(cur)
-                if off:
+                if toggle == "off":
                     cur.verbatim = source[t.line - 1].rstrip()
+                lines.append(cur)
             if toggle == "off" and not cur.toks:
                 off = True
-                cur.verbatim = source[t.line - 1].rstrip()
             elif toggle == "on" and off:
                 off = False
             prev = t
             continue
         if off:
-            if cur is None or t.breaks or cur.verbatim is None or not cur.toks and cur.comment:
-                for _ in range(max(0, t.breaks - 1)):
-                    lines.append(Line(depth, verbatim="", top_item=item))
-                cur = Line(depth, verbatim=source[t.line - 1].rstrip(), top_item=item, stmt=stmt and stmt[0])
+            if cur is None or t.breaks:
+                cur = verbatim_line(t, stmt)
                 lines.append(cur)
             depth += (t.text == "{") - (t.text == "}")
             cur.toks.append(t)
