@@ -427,7 +427,8 @@ def format_text(text: str, path: str = "<string>") -> str:
     _classify(toks)
     lines = _lines(toks, _statements(tree), text.splitlines())
     _blank_lines(lines)
-    result = "\n".join(_render(lines)).strip("\n") + "\n"
+    result = "\n".join(_render(lines)).strip("\n")
+    result = result + "\n" if result else ""  # an empty file stays empty
     after = parse_mod.parse(result, path)
     parse_mod.remember_source(path, text)
     if _strip_spans(after) != _strip_spans(before):

@@ -450,9 +450,10 @@ def did_open(ls: NetspecServer, params: lsp.DidOpenTextDocumentParams):
 @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: NetspecServer, params: lsp.DidChangeTextDocumentParams):
     ls.check(params.text_document.uri)
-    # Files that import this one see the unsaved change too.
-    for uri in list(ls.analyses):
-        if uri != params.text_document.uri:
+    # Open files that import this one see the unsaved change too (those that name it, that is).
+    name = Path(to_fs_path(params.text_document.uri) or params.text_document.uri).name
+    for uri, other in list(ls.analyses.items()):
+        if uri != params.text_document.uri and name in other.text:
             ls.check(uri)
 
 

@@ -177,3 +177,9 @@ def test_cli_bad_input_is_a_located_error(tmp_path):
     assert "1 failed" in r.stderr
     r = _run([str(tmp_path / "missing.net")])
     assert r.exit_code == 1 and "no such file" in r.stderr
+
+
+def test_empty_and_comment_only_files():
+    assert format_text("") == ""
+    assert format_text("\n\n   \n") == ""
+    assert format_text("\n# only a comment   \n\n\n# and another\n") == "# only a comment\n\n# and another\n"
