@@ -12,7 +12,7 @@ from pygls.lsp.client import LanguageClient
 from pygls.uris import from_fs_path
 
 from netspec.cli import main
-from netspec.lsp import _open_call, analyze, completions, hover_text
+from netspec.lsp import open_call, analyze, completions, hover_text
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 60
@@ -185,9 +185,9 @@ def test_hover_and_completion_helpers():
     pos = _pos(text, "skip = project")
     shown = hover_text(a, pos.line, pos.character)
     assert "tensor `skip`" in shown and "float32[N,256,56,56]" in shown
-    assert _open_call("x -> Conv2d(64, kernel=3, ") == "Conv2d"
-    assert _open_call("x -> Conv2d(64, kernel=[3, ") is None
-    assert _open_call("x -> Conv2d(64) -> ") is None
+    assert open_call("x -> Conv2d(64, kernel=3, ") == "Conv2d"
+    assert open_call("x -> Conv2d(64, kernel=[3, ") is None
+    assert open_call("x -> Conv2d(64) -> ") is None
     pos = _pos(text, "Stage(64, depths[0]", 6)
     names = [i.label for i in completions(a, pos.line, pos.character)]
     assert names == ["width", "units", "stride", "bottleneck"]

@@ -1,129 +1,22 @@
-"""The language server, `netspec lsp` (stdio): diagnostics as the user types, hover, go to
-definition, completion and formatting for .net files, on pygls.
-
-Each change re-checks the buffer with the same pipeline as `netspec check` (parse, elaborate,
-infer), reading open buffers instead of the files on disk, so its diagnostics are check's:
-the same messages, ranges, hints and notes. Every network of the file is checked, so a file
-shows one diagnostic per broken network (and one per broken block they share).
-"""
+"""What the editor asks about a position: hover, go to definition, completion, and the
+conversion of netspec's spans and diagnostics to LSP's ranges."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from lsprotocol import types as lsp
-from pygls.lsp.server import LanguageServer
-from pygls.uris import from_fs_path, to_fs_path
+from pygls.uris import from_fs_path
 
-from . import __version__, ast
-from .errors import Diagnostic, NetspecError, Span
-from .parse import KEYWORDS, deep_stack, parse, parse_file
+from .. import ast
+from ..errors import Diagnostic, NetspecError, Span
+from ..parse import KEYWORDS, parse_file
+from .analysis import Analysis, key
 
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SOURCE = "netspec"
 
-
-@lru_cache(maxsize=1024)
-def _key(path: str | Path) -> str:
-    return str(Path(path).resolve())
-
-
-@dataclass
-class Analysis:
-    """What one check of a buffer found: its items, its checked networks and its mistakes."""
-
-    path: str
-    text: str
-    items: list = field(default_factory=list)
-    graphs: dict = field(default_factory=dict)  # network name -> checked networkx graph
-    problems: list[Diagnostic] = field(default_factory=list)
-    _index: dict = field(default_factory=dict, repr=False)
-
-    def index(self, g) -> tuple[dict[str, str], dict[str, list[str]]]:
-        """For a graph: the last layer under each dotted name prefix, and each block's instances."""
-        name = g.graph["name"]
-        if name not in self._index:
-            last, instances = {}, {}
-            for n, d in g.nodes(data=True):
-                parts = n.split(".")
-                for k in range(1, len(parts) + 1):
-                    last[".".join(parts[:k])] = n
-                for label, _ in d.get("context") or ():
-                    block, inst = _split_label(label)
-                    instances.setdefault(block, {})[inst] = None
-            self._index[name] = (last, {b: list(i) for b, i in instances.items()})
-        return self._index[name]
-
-
-def analyze(path: str, text: str, buffers: dict[str, str] | None = None) -> Analysis:
-    """Check every network of `text` as `netspec check` would; collect each distinct mistake."""
-    from .elaborate import Elaborator
-    from .infer import infer
-    buffers = dict(buffers or {})
-    buffers[_key(path)] = text
-    result = Analysis(path, text)
-
-    def read(p: str) -> list:
-        key = _key(p)
-        return parse(buffers[key], p) if key in buffers else parse_file(p)
-
-    try:
-        result.items = parse(text, path)
-    except NetspecError as e:
-        result.problems += e.diagnostics + more_syntax_errors(text, path, e.diagnostics)
-        return result
-    networks = [i.name for i in result.items if isinstance(i, (ast.NetworkDef, ast.NetworkAlias))]
-    seen = set()
-    elaborator = Elaborator(read)  # one for the file: each file is parsed once, not once per network
-    for name in networks or [None]:
-        try:
-            with deep_stack():
-                g = elaborator.network(path, name)
-                infer(g)
-            result.graphs[name] = g
-        except NetspecError as e:
-            for d in e.diagnostics:
-                if name is None and "defines no network" in d.message:
-                    continue  # a file of blocks only, for importing
-                if (d.message, d.span) not in seen:
-                    seen.add((d.message, d.span))
-                    result.problems.append(d)
-        except RecursionError:
-            result.problems.append(Diagnostic(f"{path}: the spec nests too deeply to check"))
-    return result
-
-
-MAX_SYNTAX_ERRORS = 20
-
-
-def more_syntax_errors(text: str, path: str, first: list[Diagnostic]) -> list[Diagnostic]:
-    """The syntax errors after the first: the parser skips the offending token and goes on.
-
-    One error per line at most, since what follows a mistake on its own line is mostly its echo.
-    """
-    from lark.exceptions import UnexpectedInput
-    from .parse import _syntax_error, parser
-    lines = {d.span.line for d in first if d.span}
-    found: list[Diagnostic] = []
-
-    def on_error(e: UnexpectedInput) -> bool:
-        d = _syntax_error(e, path, text).diagnostics[0]
-        if d.span and d.span.line not in lines:
-            lines.add(d.span.line)
-            found.append(d)
-        return len(found) < MAX_SYNTAX_ERRORS
-
-    try:
-        parser().parse(text, on_error=on_error)
-    except (UnexpectedInput, RecursionError):
-        pass  # recovery gave up; what was found so far stands
-    return found
-
-
-# Positions -------------------------------------------------------------------------------------
 
 def to_range(span: Span | None) -> lsp.Range:
     if span is None:
@@ -134,7 +27,7 @@ def to_range(span: Span | None) -> lsp.Range:
 
 def _contains(span: Span | None, path: str, line: int, col: int) -> bool:
     """Whether a span of `path` covers the 1-based (line, col)."""
-    if span is None or _key(span.path) != _key(path):
+    if span is None or key(span.path) != key(path):
         return False
     return (span.line, span.col) <= (line, col) < (span.end_line, span.end_col)
 
@@ -157,7 +50,7 @@ def word_at(text: str, line: int, col: int) -> tuple[str, int] | None:
 def to_diagnostic(d: Diagnostic, path: str, imports: list) -> lsp.Diagnostic:
     message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
     span = d.span
-    if span is not None and _key(span.path) != _key(path):
+    if span is not None and key(span.path) != key(path):
         # A mistake inside an imported file: shown on the import that brought it in.
         message = f"{span}: {message}"
         span = imports[0].span if imports else None
@@ -178,12 +71,12 @@ def _enclosing(items: list, path: str, line: int, col: int):
 def _definitions(items: list, path: str, seen: set | None = None) -> dict[str, object]:
     """Blocks and networks visible in a file: its own and those it imports, by name."""
     seen = seen if seen is not None else set()
-    seen.add(_key(path))
+    seen.add(key(path))
     found: dict[str, object] = {}
     for item in items:
         if isinstance(item, ast.Import):
             target = Path(path).parent / item.path
-            if _key(target) in seen or not target.is_file():
+            if key(target) in seen or not target.is_file():
                 continue
             try:
                 other = _definitions(parse_file(target), str(target), seen)
@@ -205,7 +98,7 @@ def _signature(item) -> str:
 
 
 def _op_doc(name: str) -> str:
-    from .ops import REGISTRY
+    from ..ops import REGISTRY
     op = REGISTRY[name]
     fields = []
     for pname, f in op.Params.model_fields.items():
@@ -229,15 +122,10 @@ def _tensor_nodes(a: Analysis, g, item, name: str) -> list[tuple[str, str]]:
     return found
 
 
-def _split_label(label: str) -> tuple[str, str]:
-    block, _, rest = label.partition(" ")
-    return block, rest.strip("'")
-
-
 def hover_text(a: Analysis, line: int, col: int) -> str | None:
     """Markdown for what sits under a 0-based position: a layer, a tensor, a block or an op."""
-    from .ops import REGISTRY, get_op, param_count
-    from .graph import type_of
+    from ..ops import REGISTRY, get_op, param_count
+    from ..graph import type_of
     hit = word_at(a.text, line, col)
     if hit is None:
         return None
@@ -369,10 +257,10 @@ def _location(span: Span) -> lsp.Location:
 
 def completions(a: Analysis, line: int, col: int) -> list[lsp.CompletionItem]:
     """Parameter names inside a call's parentheses; op, block and keyword names elsewhere."""
-    from .ops import REGISTRY
+    from ..ops import REGISTRY
     lines = a.text.splitlines()
     before = "\n".join(lines[:line] + [lines[line][:col] if line < len(lines) else ""])
-    callee = _open_call(before)
+    callee = open_call(before)
     defs = _definitions(a.items, a.path) if a.items else {}
     if callee is not None:
         names: list[tuple[str, str]] = []
@@ -392,7 +280,7 @@ def completions(a: Analysis, line: int, col: int) -> list[lsp.CompletionItem]:
     return items
 
 
-def _open_call(before: str) -> str | None:
+def open_call(before: str) -> str | None:
     """The name called by the innermost '(' still open at the end of `before`."""
     depth = 0
     text = re.sub(r"#[^\n]*", "", before)
@@ -410,100 +298,3 @@ def _open_call(before: str) -> str | None:
         elif ch in "{}":
             return None
     return None
-
-
-# The server ------------------------------------------------------------------------------------
-
-class NetspecServer(LanguageServer):
-    def __init__(self):
-        super().__init__("netspec", __version__)
-        self.analyses: dict[str, Analysis] = {}
-        self.last_good: dict[str, Analysis] = {}  # the last check that parsed, for completion mid-edit
-
-    def buffers(self) -> dict[str, str]:
-        return {_key(to_fs_path(uri)): doc.source for uri, doc in self.workspace.text_documents.items()}
-
-    def check(self, uri: str) -> Analysis:
-        doc = self.workspace.get_text_document(uri)
-        path = to_fs_path(uri) or uri
-        a = analyze(path, doc.source, self.buffers())
-        self.analyses[uri] = a
-        if a.items:
-            self.last_good[uri] = a
-        imports = [i for i in a.items if isinstance(i, ast.Import)]
-        diags = [to_diagnostic(d, path, imports) for d in a.problems]
-        self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri, diags, version=doc.version))
-        return a
-
-    def analysis(self, uri: str) -> Analysis:
-        return self.analyses.get(uri) or self.check(uri)
-
-
-server = NetspecServer()
-
-
-@server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
-def did_open(ls: NetspecServer, params: lsp.DidOpenTextDocumentParams):
-    ls.check(params.text_document.uri)
-
-
-@server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
-def did_change(ls: NetspecServer, params: lsp.DidChangeTextDocumentParams):
-    ls.check(params.text_document.uri)
-    # Open files that import this one see the unsaved change too (those that name it, that is).
-    name = Path(to_fs_path(params.text_document.uri) or params.text_document.uri).name
-    for uri, other in list(ls.analyses.items()):
-        if uri != params.text_document.uri and name in other.text:
-            ls.check(uri)
-
-
-@server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
-def did_save(ls: NetspecServer, params: lsp.DidSaveTextDocumentParams):
-    ls.check(params.text_document.uri)
-
-
-@server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
-def did_close(ls: NetspecServer, params: lsp.DidCloseTextDocumentParams):
-    ls.analyses.pop(params.text_document.uri, None)
-    ls.last_good.pop(params.text_document.uri, None)
-    ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(params.text_document.uri, []))
-
-
-@server.feature(lsp.TEXT_DOCUMENT_HOVER)
-def hover(ls: NetspecServer, params: lsp.HoverParams):
-    a = ls.analysis(params.text_document.uri)
-    text = hover_text(a, params.position.line, params.position.character)
-    return lsp.Hover(lsp.MarkupContent(lsp.MarkupKind.Markdown, text)) if text else None
-
-
-@server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
-def goto_definition(ls: NetspecServer, params: lsp.DefinitionParams):
-    return definition(ls.analysis(params.text_document.uri), params.position.line, params.position.character)
-
-
-@server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=["(", ",", " "]))
-def complete(ls: NetspecServer, params: lsp.CompletionParams):
-    doc = ls.workspace.get_text_document(params.text_document.uri)
-    good = ls.last_good.get(params.text_document.uri) or Analysis(doc.path, doc.source)
-    a = Analysis(good.path, doc.source, good.items, good.graphs)
-    return lsp.CompletionList(is_incomplete=False, items=completions(a, params.position.line, params.position.character))
-
-
-@server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
-def formatting(ls: NetspecServer, params: lsp.DocumentFormattingParams):
-    from .fmt import format_text
-    doc = ls.workspace.get_text_document(params.text_document.uri)
-    try:
-        new = format_text(doc.source, doc.path)
-    except NetspecError as e:
-        ls.window_show_message(lsp.ShowMessageParams(lsp.MessageType.Warning, f"netspec fmt: {e.diagnostics[0].message}"))
-        return None
-    if new == doc.source:
-        return []
-    lines = doc.source.splitlines()
-    end = lsp.Position(len(lines), 0)
-    return [lsp.TextEdit(lsp.Range(lsp.Position(0, 0), end), new)]
-
-
-def main() -> None:
-    server.start_io()
