@@ -313,6 +313,8 @@ def _render(lines: list[Line]) -> list[str]:
             out.append(("", None))
         if ln.verbatim is not None:
             place(len(ln.verbatim) - len(ln.verbatim.lstrip()))
+            if ln.stmt is not None:
+                frames[:] = [Frame("statement", len(ln.verbatim) - len(ln.verbatim.lstrip()))]
             out.append((ln.verbatim, None))
             _track(frames, ln, ln.verbatim, None)
             continue
@@ -408,8 +410,7 @@ def _strip_spans(node):
         return tuple(_strip_spans(x) for x in node)
     if dataclasses.is_dataclass(node):
         return (type(node).__name__,) + tuple(
-            (f.name, _strip_spans(getattr(node, f.name))) for f in dataclasses.fields(node)
-            if f.name != "path")
+            (f.name, _strip_spans(getattr(node, f.name))) for f in dataclasses.fields(node))
     return node
 
 
@@ -429,8 +430,13 @@ def format_text(text: str, path: str = "<string>") -> str:
     _blank_lines(lines)
     result = "\n".join(_render(lines)).strip("\n")
     result = result + "\n" if result else ""  # an empty file stays empty
-    after = parse_mod.parse(result, path)
-    parse_mod.remember_source(path, text)
+    try:
+        after = parse_mod.parse(result, path)
+    except NetspecError as e:  # fmt broke the syntax: fmt's bug, not the user's mistake
+        raise RuntimeError(f"fmt would break the syntax of {path} ({e.diagnostics[0].message}); "
+                           "the file is left as it is") from None
+    finally:
+        parse_mod.remember_source(path, text)  # diagnostics quote the user's text, not ours
     if _strip_spans(after) != _strip_spans(before):
         raise RuntimeError(f"fmt would change the meaning of {path}; the file is left as it is")
     return result

@@ -183,3 +183,10 @@ def test_empty_and_comment_only_files():
     assert format_text("") == ""
     assert format_text("\n\n   \n") == ""
     assert format_text("\n# only a comment   \n\n\n# and another\n") == "# only a comment\n\n# and another\n"
+
+
+def test_a_layout_that_breaks_the_syntax_is_never_returned(monkeypatch):
+    real = fmt._render
+    monkeypatch.setattr(fmt, "_render", lambda lines: [x.replace("->", "- >") for x in real(lines)])
+    with pytest.raises(RuntimeError, match="break the syntax"):
+        format_text("network N {\n    input x: float32[N, 2]\n    output y = x -> ReLU\n}\n")
