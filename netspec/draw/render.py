@@ -134,7 +134,7 @@ def to_png(view: View, placed: Placed, path: Path, scale: float = 1.5) -> None:
         d.rounded_rectangle([s(x), s(y), s(x + bw), s(y + bh)], radius=s(rx), fill=COLORS[box.kind], outline="#333333")
         for k, line in enumerate(box.lines):
             d.text((s(x + bw / 2), s(y + PAD / 2 + LINE_H * k + LINE_H / 2)), line, fill="black", font=font, anchor="mm")
-    img.save(path, "PNG", optimize=True)
+    img.save(path, "PNG")
 
 
 def _arrowhead(d, pts, size: float) -> None:
