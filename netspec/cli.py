@@ -219,23 +219,6 @@ def evaluate(spec, model, network, sets, data, split, provider, batch_size):
                 f"on {result['provider']} in {result['seconds']:.2f} s")
 
 
-
-def _net_files(paths: tuple[str, ...]) -> list[Path]:
-    """The .net files named, with folders searched for them (sorted, so output is stable)."""
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(p.rglob("*.net"))
-            if not found:
-                raise DataProblem(f"{p}: no .net files in this folder")
-            files += found
-        elif not p.is_file():
-            raise DataProblem(f"{p}: no such file")
-        else:
-            files.append(p)
-    return files
-
-
 @main.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE|DIR...")
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 when a file would be reformatted (for CI).")
@@ -248,13 +231,13 @@ def fmt(files, check, diff):
     `# fmt: on` stay as written. See docs/tools.md for the layout.
     """
     import difflib
-    import tempfile
-    from .fmt import format_text
+    from .fmt import format_text, net_files, replace_text
     if files == ("-",):
         click.echo(format_text(sys.stdin.read(), "<stdin>"), nl=False)
         return
+    paths = net_files(files)
     changed, failed = [], 0
-    for path in _net_files(files):
+    for path in paths:
         try:
             text = path.read_text(encoding="utf-8")
             new = format_text(text, str(path))
@@ -274,17 +257,12 @@ def fmt(files, check, diff):
                                                      f"{path}", f"{path} (formatted)")).rstrip("\n"))
         if check or diff:
             report.note(f"would reformat {path}")
-            continue
-        # Written beside the original and renamed over it: an interrupted fmt never leaves half a file.
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False) as tmp:
-            tmp.write(new)
-        os.replace(tmp.name, path)
-        report.note(f"reformatted {path}")
+        else:
+            replace_text(path, new)
+            report.note(f"reformatted {path}")
     done = "would be reformatted" if check or diff else "reformatted"
-    report.note(f"{len(changed)} file{'s' * (len(changed) != 1)} {done}, "
-                f"{len(_net_files(files)) - len(changed) - failed} unchanged"
-                + (f", {failed} failed" if failed else ""))
+    report.note(f"{len(changed)} file{'s' * (len(changed) != 1)} {done}, {len(paths) - len(changed) - failed} "
+                "unchanged" + (f", {failed} failed" if failed else ""))
     if failed or (check and changed):
         raise SystemExit(1)
 

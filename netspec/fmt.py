@@ -16,13 +16,16 @@ result is parsed again and compared with the original syntax tree before it is r
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lark import Tree
 from lark.exceptions import UnexpectedInput
 
 from . import parse as parse_mod
-from .errors import NetspecError, Span
+from .errors import DataProblem, NetspecError, Span
 
 INDENT = 4
 COMMENT_GAP = 2  # spaces between code and a trailing comment
@@ -440,3 +443,32 @@ def format_text(text: str, path: str = "<string>") -> str:
     if _strip_spans(after) != _strip_spans(before):
         raise RuntimeError(f"fmt would change the meaning of {path}; the file is left as it is")
     return result
+
+
+def net_files(paths) -> list[Path]:
+    """The .net files named, with folders searched for them (sorted, so output is stable)."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.rglob("*.net"))
+            if not found:
+                raise DataProblem(f"{p}: no .net files in this folder")
+            files += found
+        elif not p.is_file():
+            raise DataProblem(f"{p}: no such file")
+        else:
+            files.append(p)
+    return files
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write beside the file and rename over it: an interrupted fmt never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)  # mkstemp's 0600 would hide the file from others
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

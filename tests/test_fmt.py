@@ -142,6 +142,7 @@ def test_cli_writes_checks_and_diffs(tmp_path):
     clean.parent.mkdir()
     clean.write_text("network B {\n    input x: float32[N, 2]\n    output y = x -> ReLU\n}\n", encoding="utf-8")
     before = messy.read_text(encoding="utf-8")
+    messy.chmod(0o640)
 
     r = _run(["--check", str(tmp_path)])
     assert r.exit_code == 1 and f"would reformat {messy}" in r.stderr
@@ -155,6 +156,7 @@ def test_cli_writes_checks_and_diffs(tmp_path):
     assert messy.read_text(encoding="utf-8") == ("network A {\n    input x: float32[N, 2]\n"
                                                  "    output y = x -> Linear(2)\n}\n")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.net", "b.net", "sub"]  # no temporaries
+    assert messy.stat().st_mode & 0o777 == 0o640  # the file keeps its permissions
     assert _run(["--check", str(tmp_path)]).exit_code == 0
 
 
