@@ -12,7 +12,7 @@ from pygls.uris import from_fs_path
 from .. import ast
 from ..errors import Diagnostic, NetspecError, Span
 from ..parse import KEYWORDS, parse_file
-from .analysis import Analysis, key
+from .analysis import Analysis, key, split_label
 
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SOURCE = "netspec"
@@ -155,7 +155,7 @@ def hover_text(a: Analysis, line: int, col: int) -> str | None:
     if word in defs and not _is_tensor_here(a, word, line1, col1):
         item = defs[word]
         where = f"{Path(item.span.path).name}:{item.span.line}"
-        return f"```netspec\n{_signature(item)}\n```\ndefined at {where}"
+        return f"```netspec\n{_signature(item)}\n```\ndefined at {where}" + _block_call(a, word, line1, col1)
     item = _enclosing(a.items, a.path, line1, col1)
     if item is None:
         return None
@@ -178,6 +178,27 @@ def hover_text(a: Analysis, line: int, col: int) -> str | None:
             return (f"tensor `{word}`: {shown}{more}\n\nmade by `{inst}` "
                     f"({g.nodes[inst]['op']}) in {g.graph['name']}")
     return None
+
+
+def _block_call(a: Analysis, block: str, line: int, col: int) -> str:
+    """For a block called here: each instance's output type and parameter count."""
+    from ..graph import type_of
+    from ..ops import get_op, param_count
+    for g in a.graphs.values():
+        last, _ = a.index(g)
+        members: dict[str, int] = {}
+        for n, d in g.nodes(data=True):
+            for label, span in d.get("context") or ():
+                name, inst = split_label(label)
+                if name == block and _contains(span, a.path, line, col):
+                    ins = [type_of(g, r) for r in d["args"]]
+                    members[inst] = members.get(inst, 0) + param_count(get_op(d["op"]), d["params"], ins)
+        if members:
+            rows = [f"`{inst}`: `{' '.join(t.full() for t in g.nodes[last[inst]]['types'])}`, {count:,} parameters"
+                    for inst, count in list(members.items())[:6]]
+            more = f"\n\nand {len(members) - 6} more" if len(members) > 6 else ""
+            return f"\n\nin {g.graph['name']}:\n\n" + "\n\n".join(rows) + more
+    return ""
 
 
 def _alias_of(a: Analysis, g, item) -> bool:
