@@ -12,7 +12,7 @@ from pygls.lsp.client import LanguageClient
 from pygls.uris import from_fs_path
 
 from netspec.cli import main
-from netspec.lsp import open_call, analyze, completions, hover_text
+from netspec.lsp import analyze, completions, hover_text, open_call
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 60
@@ -185,6 +185,10 @@ def test_hover_and_completion_helpers():
     pos = _pos(text, "skip = project")
     shown = hover_text(a, pos.line, pos.character)
     assert "tensor `skip`" in shown and "float32[N,256,56,56]" in shown
+    pos = _pos(text, "Stage(256, depths[2]", 1)
+    shown = hover_text(a, pos.line, pos.character)
+    assert "block Stage(width, units, stride, bottleneck)" in shown
+    assert "`x.6`: `float32[N,256,14,14]`, 2,099,712 parameters" in shown  # ResNet's (18's) third stage
     assert open_call("x -> Conv2d(64, kernel=3, ") == "Conv2d"
     assert open_call("x -> Conv2d(64, kernel=[3, ") is None
     assert open_call("x -> Conv2d(64) -> ") is None
