@@ -167,6 +167,10 @@ window.addEventListener("load", () => {
     selected: document.querySelectorAll(".node.selected").length,
     zoomed: getComputedStyle(svg).transform !== before,
   });
+  const find = document.getElementById("find");
+  find.value = "aux2.3";
+  find.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+  out.dataset.found = document.getElementById("selected-title")?.textContent;
   document.body.appendChild(out);
 });
 </script>"""
@@ -181,9 +185,10 @@ def test_html_page_in_a_headless_browser(tmp_path):
     out = subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000",
                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
-    found = re.search(r'<pre id="probe">(.*?)</pre>', out.stdout, re.S)
+    found = re.search(r'<pre id="probe" data-found="([^"]*)">(.*?)</pre>', out.stdout, re.S)
     assert found, out.stderr[-2000:]
-    shown = json.loads(found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+    assert found.group(1) == "aux2.3"  # the find box selected the layer
+    shown = json.loads(found.group(2).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
                        .replace("&amp;", "&"))
     assert shown["title"] == "x3.5.0" and shown["selected"] == 1
     assert shown["outputs"] == "float32[N,256,28,28]"

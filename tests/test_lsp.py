@@ -116,6 +116,7 @@ def test_an_editing_session(files):
             in_call = await c.text_document_completion_async(lsp.CompletionParams(doc, _pos(FIXED, "padding=1) -> Res", 8)))
             anywhere = await c.text_document_completion_async(lsp.CompletionParams(doc, _pos(FIXED, "    s = Add", 8)))
 
+            symbols = await c.text_document_document_symbol_async(lsp.DocumentSymbolParams(doc))
             messy = FIXED.replace("a = image -> Conv2d(16, 3, padding=1)", "a=image->Conv2d(16,3,padding=1)")
             c.text_document_did_change(lsp.DidChangeTextDocumentParams(
                 lsp.VersionedTextDocumentIdentifier(version=3, uri=uri),
@@ -125,9 +126,10 @@ def test_an_editing_session(files):
                 doc, lsp.FormattingOptions(tab_size=4, insert_spaces=True)))
         finally:
             await s.stop()
-        return broken, fixed, hover_a, hover_op, to_block, to_tensor, to_file, in_call, anywhere, edits
+        return broken, fixed, hover_a, hover_op, to_block, to_tensor, to_file, in_call, anywhere, symbols, edits
 
-    broken, fixed, hover_a, hover_op, to_block, to_tensor, to_file, in_call, anywhere, edits = asyncio.run(session())
+    (broken, fixed, hover_a, hover_op, to_block, to_tensor, to_file, in_call, anywhere, symbols,
+     edits) = asyncio.run(session())
 
     # The same diagnostic as `netspec check`, at the same place.
     assert len(broken) == 1
@@ -157,6 +159,8 @@ def test_an_editing_session(files):
     assert labels == ["out_channels", "kernel", "stride", "padding", "dilation", "groups", "bias", "padding_mode"]
     labels = {i.label for i in anywhere.items}
     assert {"Conv2d", "BatchNorm2d", "CrossEntropy", "Res", "Net", "network", "block"} <= labels
+
+    assert [(s.name, [c.name for c in s.children]) for s in symbols] == [("Net", ["a", "b", "s", "logits"])]
 
     assert len(edits) == 1 and edits[0].new_text == FIXED
 

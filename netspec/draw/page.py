@@ -51,7 +51,9 @@ html, body { margin: 0; height: 100%; overflow: hidden; font: 13px system-ui, sa
 <body>
 <div id="stage">%SVG%</div>
 <div id="panel"><h2>%TITLE%</h2><p id="help">Drag to pan, scroll to zoom, click a box for its shapes
-and the spec line it comes from. Keys: 0 fits the page.</p><div id="details"></div></div>
+and the spec line it comes from. Keys: 0 fits the page.</p>
+<input id="find" type="search" placeholder="find a layer (Enter)" style="width: 100%; box-sizing: border-box">
+<div id="details"></div></div>
 <script>
 "use strict";
 const NODES = %DATA%;
@@ -98,6 +100,24 @@ function show(id) {
   document.getElementById("details").innerHTML = out;
 }
 document.querySelectorAll(".node").forEach((g) => g.addEventListener("click", () => { if (!drag || !drag.moved) show(g.dataset.id); }));
+// Find: the first box whose name contains the text (Enter again: the next), centred and shown.
+const ids = Object.keys(NODES);
+let lastFind = { text: "", at: -1 };
+document.getElementById("find").addEventListener("keydown", (e) => {
+  if (e.key !== "Enter") return;
+  const text = e.target.value.trim();
+  if (!text) return;
+  const start = text === lastFind.text ? lastFind.at + 1 : 0;
+  const order = ids.slice(start).concat(ids.slice(0, start));
+  const id = order.find((i) => i.includes(text));
+  if (id === undefined) { document.getElementById("details").textContent = `no layer named like '${text}'`; return; }
+  lastFind = { text, at: ids.indexOf(id) };
+  const g = [...document.querySelectorAll(".node")].find((n) => n.dataset.id === id);
+  const box = g.querySelector("rect"), x = box.x.baseVal.value + box.width.baseVal.value / 2, y = box.y.baseVal.value;
+  scale = Math.max(scale, 0.8);
+  tx = stage.clientWidth / 2 - x * scale; ty = stage.clientHeight / 3 - y * scale; apply();
+  show(id);
+});
 fit(false);
 </script>
 </body></html>

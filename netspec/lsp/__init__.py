@@ -8,7 +8,7 @@ shows one diagnostic per broken network (and one per broken block they share).
 """
 
 from .analysis import Analysis, analyze, more_syntax_errors
-from .navigate import completions, definition, hover_text, open_call, to_diagnostic
+from .navigate import completions, definition, document_symbols, hover_text, open_call, to_diagnostic
 
 
 def main() -> None:
@@ -17,5 +17,5 @@ def main() -> None:
     server.start_io()
 
 
-__all__ = ["Analysis", "analyze", "completions", "definition", "hover_text", "main", "more_syntax_errors",
-           "open_call", "to_diagnostic"]
+__all__ = ["Analysis", "analyze", "completions", "definition", "document_symbols", "hover_text", "main",
+           "more_syntax_errors", "open_call", "to_diagnostic"]

@@ -319,3 +319,23 @@ def open_call(before: str) -> str | None:
         elif ch in "{}":
             return None
     return None
+
+
+def document_symbols(items: list) -> list[lsp.DocumentSymbol]:
+    """Blocks and networks, with the tensors their bodies bind as children."""
+    out = []
+    for item in items:
+        if not isinstance(item, (ast.BlockDef, ast.NetworkDef, ast.NetworkAlias)):
+            continue
+        kind = lsp.SymbolKind.Function if isinstance(item, ast.BlockDef) else lsp.SymbolKind.Class
+        children = []
+        for s in getattr(item, "body", []):
+            if isinstance(s, ast.Assign):
+                children += [lsp.DocumentSymbol(n, lsp.SymbolKind.Variable, to_range(s.span), to_range(sp))
+                             for n, sp in zip(s.names, s.name_spans or [s.span] * len(s.names))]
+            elif isinstance(s, ast.OutputDecl):
+                sp = s.name_span or s.span
+                children.append(lsp.DocumentSymbol(s.name, lsp.SymbolKind.Field, to_range(s.span), to_range(sp)))
+        out.append(lsp.DocumentSymbol(item.name, kind, to_range(item.span), to_range(item.span),
+                                      detail=_signature(item), children=children or None))
+    return out

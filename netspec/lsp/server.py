@@ -11,7 +11,7 @@ from pygls.uris import to_fs_path
 from .. import __version__, ast
 from ..errors import NetspecError
 from .analysis import Analysis, analyze, key
-from .navigate import completions, definition, hover_text, to_diagnostic
+from .navigate import completions, definition, document_symbols, hover_text, to_diagnostic
 
 
 class NetspecServer(LanguageServer):
@@ -87,6 +87,13 @@ def complete(ls: NetspecServer, params: lsp.CompletionParams):
     good = ls.last_good.get(params.text_document.uri) or Analysis(doc.path, doc.source)
     a = Analysis(good.path, doc.source, good.items, good.graphs)
     return lsp.CompletionList(is_incomplete=False, items=completions(a, params.position.line, params.position.character))
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+def outline(ls: NetspecServer, params: lsp.DocumentSymbolParams):
+    """The file's blocks and networks, for an editor's outline and symbol search."""
+    a = ls.last_good.get(params.text_document.uri) or ls.analysis(params.text_document.uri)
+    return document_symbols(a.items)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
