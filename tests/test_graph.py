@@ -135,7 +135,7 @@ def test_graph_fmt_and_lsp_do_not_import_torch(tmp_path):
             f"for args in (['graph', {GOOGLENET!r}, '--depth', '1', '-o', {str(tmp_path / 'g.html')!r}],"
             f" ['fmt', '--check', {str(ROOT / 'models' / 'mlp.net')!r}]):\n"
             "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
-            "import netspec.lsp\n"
+            "import netspec.lsp.server\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime')))")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
