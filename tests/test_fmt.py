@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from netspec import ast, fmt
 from netspec.cli import main
@@ -19,6 +21,7 @@ from netspec.errors import NetspecError, SyntaxProblem
 from netspec.fmt import FormatProblem, format_text
 from netspec.parse import parse
 from netspec.spec import load
+from tests.test_fuzz import SOURCES, edit, mangle
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "fmt"
@@ -192,3 +195,44 @@ def test_a_layout_that_breaks_the_syntax_is_never_returned(monkeypatch):
     monkeypatch.setattr(fmt, "_render", lambda lines: [x.replace("->", "- >") for x in real(lines)])
     with pytest.raises(RuntimeError, match="break the syntax"):
         format_text("network N {\n    input x: float32[N, 2]\n    output y = x -> ReLU\n}\n")
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(source=st.sampled_from(SOURCES), edits=st.lists(edit, min_size=1, max_size=3))
+def test_a_mangled_spec_formats_or_fails_cleanly(source, edits):
+    """Whatever the text: a located error, or a layout that is stable and means the same."""
+    text = mangle(source.read_text(encoding="utf-8"), edits)
+    try:
+        once = format_text(text, "mangled.net")  # the meaning check inside raises on any change
+    except NetspecError as e:
+        assert "error: " in e.render()
+        return
+    assert format_text(once, "mangled.net") == once
+
+
+def _respaced(text: str, rng) -> str:
+    """The same program with spaces added and dropped between tokens on each line, at random."""
+    out, last, prev = [], 0, None
+    for t in fmt._tokens(text):
+        gap = text[last:t.pos]
+        if "\n" not in gap and t.kind != "COMMENT":
+            if rng.random() < 0.3:
+                gap += " " * rng.randint(1, 3)
+            elif prev is not None and "PUNCT" in (t.kind, prev.kind) and rng.random() < 0.5 \
+                    and not {"-", "*"} & {t.text, prev.text}:  # `- -1`, `* *` would change tokens
+                gap = ""
+        out.append(gap + t.text)
+        last, prev = t.pos + len(t.text), t
+    return "".join(out) + text[last:]
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.parent.name != "errors"] + CASES, ids=_rel)
+def test_spacing_within_a_line_never_matters(spec):
+    import random
+    rng = random.Random(spec.name)
+    text = spec.read_text(encoding="utf-8")
+    if "fmt: off" in text:
+        pytest.skip("lines under `# fmt: off` keep their spacing by design")
+    expected = format_text(text, str(spec))
+    for _ in range(5):
+        assert format_text(_respaced(text, rng), str(spec)) == expected
