@@ -15,15 +15,16 @@ from pathlib import Path
 import click
 
 from . import __version__, report
+from .completion import complete_network, complete_spec
 from .errors import DataProblem, NetspecError
 
-SPEC = click.argument("spec", metavar="FILE[:NETWORK]")
+SPEC = click.argument("spec", metavar="FILE[:NETWORK]", shell_complete=complete_spec)
 
 
 def _network_option(f):
     f = click.option("--set", "-D", "sets", multiple=True, metavar="NAME=VALUE",
                      help="Override a network parameter, e.g. -D classes=10 -D 'depths=[2, 2, 2, 2]'.")(f)
-    return click.option("--network", "-n", metavar="NAME",
+    return click.option("--network", "-n", metavar="NAME", shell_complete=complete_network,
                         help="The network to use when FILE defines several (or write FILE:NAME).")(f)
 
 
@@ -403,3 +404,76 @@ def predict(model, paths, top_k, as_json, as_csv, batch_size, providers, output)
         report.fail(problem)
     if problems:
         raise SystemExit(1)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE|DIR...")
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when a file would be reformatted (for CI).")
+@click.option("--diff", is_flag=True, help="Change nothing; print what would change as a unified diff.")
+@user_errors
+def fmt(files, check, diff):
+    """Lay out .net files the one canonical way, in place (`-` reads stdin, writes stdout).
+
+    Comments are kept, the meaning never changes, and lines between `# fmt: off` and
+    `# fmt: on` stay as written. See docs/tools.md for the layout.
+    """
+    import difflib
+    from .fmt import format_text, net_files, replace_text
+    if files == ("-",):
+        click.echo(format_text(sys.stdin.read(), "<stdin>"), nl=False)
+        return
+    paths = net_files(files)
+    changed, failed = [], 0
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+            new = format_text(text, str(path))
+        except NetspecError as e:
+            report.error(e)
+            failed += 1
+            continue
+        except (OSError, UnicodeDecodeError) as e:
+            report.fail(f"cannot read {path}: {e}")
+            failed += 1
+            continue
+        if new == text:
+            continue
+        changed.append(path)
+        if diff:
+            report.info("".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                                     f"{path}", f"{path} (formatted)")).rstrip("\n"))
+        if check or diff:
+            report.note(f"would reformat {path}")
+        else:
+            replace_text(path, new)
+            report.note(f"reformatted {path}")
+    done = "would be reformatted" if check or diff else "reformatted"
+    report.note(f"{len(changed)} file{'s' * (len(changed) != 1)} {done}, {len(paths) - len(changed) - failed} "
+                "unchanged" + (f", {failed} failed" if failed else ""))
+    if failed or (check and changed):
+        raise SystemExit(1)
+
+
+@main.command()
+@SPEC
+@_network_option
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="The picture: .svg, .png, .html (pan, zoom, click a layer) or .dot (for graphviz).")
+@click.option("--depth", type=int, default=None, metavar="N",
+              help="Draw each block nested N deep as one box (--depth 1: the top-level blocks).")
+@user_errors
+def graph(spec, network, sets, out, depth):
+    """Draw a checked network: a box per layer, edges labelled with tensor shapes, blocks as clusters."""
+    from .draw import write
+    start = time.perf_counter()
+    s = _load(spec, network, sets)
+    path = write(s, out, depth)
+    report.info(f"wrote {path}: {s.name}, {len(s.rows):,} layers in {time.perf_counter() - start:.2f} s")
+
+
+@main.command()
+@click.option("--stdio", is_flag=True, help="Talk over stdin and stdout (the default and only transport).")
+def lsp(stdio):
+    """Run the language server for editors: diagnostics, hover, go to definition, completion, formatting."""
+    from .lsp import main as serve
+    serve()

@@ -154,9 +154,11 @@ def _show(v) -> str:
 
 
 class Elaborator:
-    def __init__(self):
+    def __init__(self, read=None):
         self.modules: dict[str, Definitions] = {}
         self.loading: list[str] = []
+        # path -> its items; the language server reads an editor's unsaved text through it.
+        self.read = read or parse_file
 
     # Files and imports ---------------------------------------------------------------------
 
@@ -171,7 +173,7 @@ class Elaborator:
             raise NameProblem(f"cannot import \"{path}\": no such file", span)
         self.loading.append(key)
         try:
-            items = parse_file(path)
+            items = self.read(path)
             defs = Definitions(path)
             for item in items:
                 if isinstance(item, ast.Import):

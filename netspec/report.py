@@ -53,11 +53,18 @@ def table(rows: list[dict], columns: list[tuple[str, str]], out=None) -> None:
         click.echo(line(c), file=out)
 
 
+def _ref(ref) -> str:
+    return ref.node if ref.port == 0 else f"{ref.node}:{ref.port}"
+
+
 def summary(spec, layers: bool = True) -> None:
     """The `netspec check` report: a row per layer, then the totals."""
     g = spec.graph
     if layers:
-        table(spec.rows, [("name", "layer"), ("op", "op"), ("shape", "output"), ("parameters", "parameters")])
+        # Which tensors each layer reads: what an Add or a Concat joins.
+        rows = [dict(r, inputs=", ".join(_ref(ref) for ref in g.nodes[r["name"]]["args"])) for r in spec.rows]
+        table(rows, [("name", "layer"), ("op", "op"), ("shape", "output"), ("parameters", "parameters"),
+                     ("inputs", "inputs")])
         click.echo()
     macs = sum(r["macs"] for r in spec.rows)
     elementwise = sum(r["elementwise"] for r in spec.rows)
