@@ -274,7 +274,8 @@ def train(spec, network, sets, data, epochs, batch_size, lr, seed, out_dir, resu
               help="Which split to evaluate: the held-out one, as `train` made it, or the training one.")
 @click.option("--provider", default=None, metavar="NAME",
               help="ONNX Runtime execution provider (default: the best available).")
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True,
+              help="Items per ONNX Runtime call; lower it if memory runs short.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
 @click.option("--plot", is_flag=False, flag_value="confusion.png", default=None, metavar="[FILE]",
               help="Also draw the confusion matrix to FILE (default confusion.png).")
@@ -367,7 +368,8 @@ def import_(source, spec, network, sets, out, strict, seed, force):
               help="How many classes to print per item, best first.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list of results.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV: item, rank, class, index, score.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
+              help="Images decoded and run per ONNX Runtime call.")
 @click.option("--providers", metavar="A,B", help="ONNX Runtime execution providers in order of preference "
               "(default: CUDA if present, then CPU).")
 @click.option("--output", metavar="NAME", help="The model output holding the logits (default: the metadata's).")
