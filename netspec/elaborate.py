@@ -1,10 +1,11 @@
-"""Elaborate: AST -> graph. Resolves names, expands blocks and repetition, evaluates
-compile-time expressions and conditionals, follows imports, validates op parameters."""
+"""Elaborate: a loaded program -> the graph of one network. Walks statements and expressions:
+resolves names in the file scope a block was written in, expands blocks, repetition,
+comprehensions and conditionals, evaluates compile-time values (`values`), and hands each
+layer to the `builder`, which runs its shape rule as it is added."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,41 +13,21 @@ import networkx as nx
 from pydantic import ValidationError
 
 from . import ast
-from .errors import (GraphProblem, LimitProblem, NameProblem, ParamProblem, ShapeProblem, Span,
-                     did_you_mean)
-from .graph import Ref, add_input, add_op, add_output, add_target, new_graph
+from .builder import MAX_LAYERS, Namer, Scope, add_layer, check_names, op_params, origin_problem, tensor_type
+from .errors import GraphProblem, LimitProblem, NameProblem, ParamProblem, ShapeProblem, Span, clip, did_you_mean
+from .graph import add_input, add_op, add_output, add_target, new_graph
+from .loader import FileScope, Loader
 from .ops import REGISTRY, get_op
-from .parse import deep_stack, parse, parse_file
+from .parse import deep_stack, parse
 from .types import DTYPES, TensorType
+from .validation import first as first_error
+from .values import (FUNCTIONS, Layer, Symbolic, Tensor, arithmetic, call_function, check_size,
+                     is_tensorish as _is_tensorish, kind as _kind, show as _show, tensors_of as _tensors)
 
 MAX_REPEAT = 10_000
-MAX_LAYERS = 200_000
 MAX_BLOCK_DEPTH = 64
 
-
-# Values an expression can take, besides ints, floats, bools, strings and tuples of them.
-
-@dataclass(frozen=True)
-class Tensor:
-    ref: Ref
-    span: Span
-
-
-@dataclass
-class Layer:
-    """An op or block with its parameters bound, waiting for its input tensors."""
-
-    callee: Any  # an Op class or an ast.BlockDef
-    pos: list = field(default_factory=list)  # (value, span) of positional parameters
-    kw: dict = field(default_factory=dict)  # name -> (value, span, name span)
-    tensors: list = field(default_factory=list)  # tensor arguments written in the call
-    span: Span | None = None
-    name: str | None = None  # from `as NAME`
-    repeat: int = 1
-
-    @property
-    def title(self) -> str:
-        return self.callee.name
+__all__ = ["elaborate_file", "Elaborator", "MAX_LAYERS", "Override", "constant"]
 
 
 @dataclass
@@ -55,165 +36,26 @@ class Binding:
     span: Span | None
     used: bool = False
     is_output: bool = False
+    origin: str | None = None  # "--set NAME=VALUE" when the value came from the command line
 
 
-class Namer:
-    """Gives the layers of one statement their names: `x.0, x.1, ...`, or `x` for a single layer."""
+@dataclass(frozen=True)
+class Override:
+    """A network parameter set from outside the spec (`--set`, `load(params=...)`)."""
 
-    def __init__(self, scope: "Scope", base: str, single: bool = False):
-        # A block's `out` chain is numbered right under the block, as nn.Sequential would be.
-        self.base = "" if base == "out" and scope.prefix else base + "."
-        self.scope, self.single, self.count = scope, single and bool(self.base), 0
-
-    def next(self, explicit: str | None = None) -> str:
-        if explicit:
-            self.count += 1  # the layers after it keep the numbers they would have had
-            return self.scope.prefix + explicit
-        if self.single and self.count == 0:
-            self.count = 1
-            return self.scope.prefix + self.base[:-1]
-        name = f"{self.scope.prefix}{self.base}{self.count}"
-        self.count += 1
-        return name
-
-
-@dataclass
-class Scope:
-    g: nx.DiGraph
-    prefix: str
-    context: tuple  # (label, call span) of the block instantiations we are inside, for messages
-    stack: tuple  # names of the blocks being expanded, for recursion checks
-    is_network: bool
-    vars: dict = field(default_factory=dict)
-    anon: int = 0
-
-
-@dataclass
-class Definitions:
-    """What one file and its imports define."""
-
-    path: str
-    defs: dict = field(default_factory=dict)  # name -> BlockDef | NetworkDef | NetworkAlias
-    own_networks: list = field(default_factory=list)
-    losses: list = field(default_factory=list)  # top-level loss statements of this file
-    trains: list = field(default_factory=list)
-
-
-def _is_tensorish(v) -> bool:
-    return isinstance(v, Tensor) or (isinstance(v, tuple) and len(v) > 0 and all(isinstance(x, Tensor) for x in v))
-
-
-def _tensors(v) -> list[Tensor]:
-    return [v] if isinstance(v, Tensor) else list(v)
-
-
-def _kind(v) -> str:
-    if isinstance(v, Tensor):
-        return "a tensor"
-    if isinstance(v, tuple):
-        return "several tensors" if _is_tensorish(v) else "a list"
-    if isinstance(v, Layer):
-        return f"the layer {v.title}"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return "a number"
-    if isinstance(v, str):
-        return "a string"
-    return type(v).__name__
-
-
-def _pydantic_messages(e: ValidationError) -> list[tuple[tuple, str, Any]]:
-    """(loc, message, input) per field, merging the alternatives of a union into one line."""
-    merged: dict[tuple, list[str]] = {}
-    inputs: dict[tuple, Any] = {}
-    for err in e.errors():
-        loc = tuple(x for x in err["loc"] if isinstance(x, (str, int)) and not (isinstance(x, str) and ("[" in x or "-" in x)))
-        msg = err["msg"].replace("Value error, ", "")
-        merged.setdefault(loc, [])
-        if msg not in merged[loc]:
-            merged[loc].append(msg)
-        inputs.setdefault(loc, err.get("input"))
-    return [(loc, "; or ".join(msgs), inputs[loc]) for loc, msgs in merged.items()]
-
-
-def _show(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, tuple):
-        return "[" + ", ".join(_show(x) for x in v) + "]"
-    if isinstance(v, str):
-        return f'"{v}"'
-    return repr(v)
+    value: Any
+    origin: str  # how the user wrote it, for messages: "--set classes=2.5"
 
 
 class Elaborator:
-    def __init__(self):
-        self.modules: dict[str, Definitions] = {}
-        self.loading: list[str] = []
-
-    # Files and imports ---------------------------------------------------------------------
-
-    def load(self, path: str, span: Span | None = None) -> Definitions:
-        key = str(Path(path).resolve())
-        if key in self.modules:
-            return self.modules[key]
-        if key in self.loading:
-            cycle = " -> ".join(Path(p).name for p in self.loading[self.loading.index(key):] + [key])
-            raise GraphProblem(f"import cycle: {cycle}", span)
-        if span is not None and not Path(path).is_file():
-            raise NameProblem(f"cannot import \"{path}\": no such file", span)
-        self.loading.append(key)
-        try:
-            items = parse_file(path)
-            defs = Definitions(path)
-            for item in items:
-                if isinstance(item, ast.Import):
-                    self._import(defs, item, path)
-            for item in items:
-                if isinstance(item, (ast.BlockDef, ast.NetworkDef, ast.NetworkAlias)):
-                    self._define(defs, item.name, item, item.span)
-                    if not isinstance(item, ast.BlockDef):
-                        defs.own_networks.append(item.name)
-                elif isinstance(item, ast.LossStmt):
-                    defs.losses.append(item)
-                elif isinstance(item, ast.TrainDef):
-                    defs.trains.append(item)
-            if len(defs.trains) > 1:
-                raise NameProblem("a file may have one top-level train block", defs.trains[1].span,
-                                  notes=(("the first is here", defs.trains[0].span),))
-        finally:
-            self.loading.pop()
-        self.modules[key] = defs
-        return defs
-
-    def _define(self, defs: Definitions, name: str, item, span: Span) -> None:
-        if name in REGISTRY:
-            raise NameProblem(f"'{name}' is already the name of an op", span,
-                              hint="give the block or network another name")
-        old = defs.defs.get(name)
-        if old is not None and old is not item:
-            raise NameProblem(f"'{name}' is defined twice", span, notes=(("first defined here", old.span),))
-        defs.defs[name] = item
-
-    def _import(self, defs: Definitions, item: ast.Import, importer: str) -> None:
-        target = str(Path(importer).parent / item.path)
-        other = self.load(target, item.span)
-        if item.names is None:
-            for name, d in other.defs.items():
-                self._define(defs, name, d, item.span)
-            return
-        for name, span in item.names:
-            if name not in other.defs:
-                raise NameProblem(f"\"{item.path}\" defines no block or network '{name}'", span,
-                                  hint=did_you_mean(name, other.defs))
-            self._define(defs, name, other.defs[name], span)
+    def __init__(self, loader: Loader | None = None):
+        self.loader = loader or Loader()
 
     # Networks ------------------------------------------------------------------------------
 
-    def network(self, path: str, name: str | None, params: dict[str, str] | None = None) -> nx.DiGraph:
-        """Elaborate one network; `params` override its parameters (values in spec syntax)."""
-        defs = self.defs = self.load(path)
+    def network(self, path: str, name: str | None, overrides: dict[str, Override] | None = None) -> nx.DiGraph:
+        """Elaborate one network of a file; `overrides` replace some of its parameters."""
+        defs = self.loader.load(path)
         if name is None:
             if len(defs.own_networks) == 1:
                 name = defs.own_networks[0]
@@ -226,8 +68,8 @@ class Elaborator:
                                   hint=f"name one, for example {path}:{defs.own_networks[-1]}")
         item = defs.defs.get(name)
         if not isinstance(item, (ast.NetworkDef, ast.NetworkAlias)):
-            msg = f"'{name}' is a block, not a network" if isinstance(item, ast.BlockDef) \
-                else f"{path} defines no network '{name}'"
+            msg = f"'{clip(name)}' is a block, not a network" if isinstance(item, ast.BlockDef) \
+                else f"{path} defines no network '{clip(name)}'"
             networks = [n for n, d in defs.defs.items() if not isinstance(d, ast.BlockDef)]
             raise NameProblem(msg, item.span if item else None,
                               hint=did_you_mean(name, networks) or ("networks: " + ", ".join(networks)))
@@ -235,56 +77,55 @@ class Elaborator:
         alias = None
         if isinstance(item, ast.NetworkAlias):
             alias = item
-            base = defs.defs.get(item.target)
+            base = item.scope.defs.get(item.target)
             if not isinstance(base, ast.NetworkDef):
                 raise NameProblem(f"'{item.target}' is not a network with parameters", item.span,
-                                  hint=did_you_mean(item.target, [n for n, d in defs.defs.items()
+                                  hint=did_you_mean(item.target, [n for n, d in item.scope.defs.items()
                                                                   if isinstance(d, ast.NetworkDef)]))
             args, item = item.args, base
         g = new_graph(alias.name if alias else item.name, path)
-        scope = Scope(g, "", (), (), True)
-        if params:
-            args = [a for a in args if a.name not in params] + self._overrides(params)
-        self._bind_params(item, args, Scope(g, "", (), (), True), scope, alias.span if alias else item.span)
+        scope = Scope(g, "", (), (), True, item.scope)
+        caller = Scope(g, "", (), (), True, alias.scope if alias else item.scope)
+        overrides = overrides or {}
+        names = [p.name for p in item.params]
+        for key, o in overrides.items():
+            if key not in names:
+                raise ParamProblem(f"{o.origin}: network {item.name} has no parameter '{clip(key)}'", None,
+                                   hint=did_you_mean(key, names) or f"its parameters: {', '.join(names) or 'none'}")
+        args = [a for a in args if a.name not in overrides]
+        self._bind_params(item, args, caller, scope, alias.span if alias else item.span, overrides)
         # Top-level losses and train blocks apply to networks without their own: those of the
         # file the user named first, else those of the file that defines the network.
-        home = self.modules[str(Path(item.path).resolve())]
+        home = item.scope
         body = list(item.body)
         if not any(isinstance(s, ast.LossStmt) for s in body):
             body += defs.losses or home.losses
         if not any(isinstance(s, ast.TrainDef) for s in body):
             body += defs.trains or home.trains
+        self.implicit_targets: dict[str, list] = {}
         self.exec_block(body, scope)
         if not g.graph["outputs"]:
             raise GraphProblem(f"network {item.name} declares no output", item.span,
                                hint="add `output NAME = ...`")
         self._check_unused(scope)
-        self._check_names(g)
+        self._check_targets(g)
+        check_names(g)
         return g
 
-    @staticmethod
-    def _overrides(params: dict[str, str]) -> list:
-        """`--set depths=[2,2,2,2]` as keyword arguments, each parsed as a spec expression."""
-        args = []
-        for key, text in params.items():
-            parsed = parse(f"{key}={text}", f"--set {key}", start="args")
-            if len(parsed) != 1 or parsed[0].name is None:
-                raise ParamProblem(f"'{key}={text}' is not NAME=VALUE", parsed[0].span if parsed else None,
-                                   hint="write --set NAME=VALUE, e.g. --set classes=10")
-            args += parsed
-        return args
-
-    def _bind_params(self, item, args: list, caller: Scope, scope: Scope, call_span: Span) -> None:
-        """Bind a block's or network's compile-time parameters from a call's arguments."""
+    def _bind_params(self, item, args: list, caller: Scope, scope: Scope, call_span: Span,
+                     overrides: dict[str, Override]) -> None:
+        """Bind a network's compile-time parameters from an alias's arguments and overrides."""
         pos, kw = [], {}
         for a in args:
             v = self.evaluate(a.value, caller)
             if _is_tensorish(v):
                 raise ParamProblem(f"{item.name} takes no tensor here", a.span)
             if a.name is None:
-                pos.append((v, a.span))
+                pos.append((v, a.span, None))
             else:
-                kw[a.name] = (v, a.span, a.name_span)
+                kw[a.name] = (v, a.span, a.name_span, None)
+        for key, o in overrides.items():
+            kw[key] = (o.value, None, None, o.origin)
         self._bind(item, item.params, pos, kw, scope, call_span)
 
     def _bind(self, item, params: list, pos: list, kw: dict, scope: Scope, call_span: Span) -> None:
@@ -293,22 +134,23 @@ class Elaborator:
             raise ParamProblem(f"{item.name} takes {len(params)} parameter{'s' if len(params) != 1 else ''}"
                                f" ({', '.join(names) or 'none'}), got {len(pos)} positional", pos[len(params)][1])
         values = {}
-        for p, (v, span) in zip(params, pos):
-            values[p.name] = (v, span)
-        for k, (v, span, name_span) in kw.items():
+        for p, (v, span, origin) in zip(params, pos):
+            values[p.name] = (v, span, origin)
+        for k, (v, span, name_span, origin) in kw.items():
             if k not in names:
                 raise ParamProblem(f"{item.name} has no parameter '{k}'", name_span or span,
                                    hint=did_you_mean(k, names) or f"its parameters: {', '.join(names) or 'none'}")
             if k in values:
                 raise ParamProblem(f"{item.name}: parameter '{k}' is given twice", name_span or span)
-            values[k] = (v, span)
+            values[k] = (v, span, origin)
         for p in params:
             if p.name not in values:
                 if p.default is None:
                     raise ParamProblem(f"{item.name} needs a value for its parameter '{p.name}'", call_span)
                 # Defaults are evaluated in the definition's own scope, seeing earlier parameters.
-                values[p.name] = (self.evaluate(p.default, scope), p.span)
-            scope.vars[p.name] = Binding(values[p.name][0], values[p.name][1], used=True)
+                values[p.name] = (self.evaluate(p.default, scope), p.span, None)
+            v, span, origin = values[p.name]
+            scope.vars[p.name] = Binding(v, span or p.span, used=True, origin=origin)
 
     # Statements ----------------------------------------------------------------------------
 
@@ -317,18 +159,22 @@ class Elaborator:
             self.statement(s, scope)
 
     def _define_var(self, scope: Scope, name: str, value, span: Span, used=False) -> Binding:
+        if name == "_":  # discarded: never read, never checked for use
+            return Binding(value, span, used=True)
         self._check_new(scope, name, span)
         b = Binding(value, span, used=used or not _is_tensorish(value))
         scope.vars[name] = b
         return b
 
     def _check_new(self, scope: Scope, name: str, span: Span) -> None:
+        if name == "_":
+            return
         old = scope.vars.get(name)
         if old is not None:
             raise NameProblem(f"'{name}' is already defined", span,
                               notes=(("first defined here", old.span),) if old.span else (),
                               hint="tensors are named once; give this one another name")
-        if name in REGISTRY or name in self.defs.defs:
+        if name in REGISTRY or name in scope.file.defs:
             raise NameProblem(f"'{name}' is the name of an {'op' if name in REGISTRY else 'block or network'}",
                               span, hint="give the tensor another name")
 
@@ -350,12 +196,27 @@ class Elaborator:
                 raise ParamProblem(f"a condition must be true or false, got {_kind(cond)}", s.cond.span,
                                    hint="conditions are decided at compile time, from parameters")
             self.exec_block(s.then if cond else s.other, scope)
+        elif isinstance(s, ast.AssertStmt):
+            self._assert(s, scope)
         elif isinstance(s, ast.LossStmt):
             self._loss(s, scope)
         elif isinstance(s, ast.TrainDef):
             self._train(s, scope)
         else:  # the grammar allows nothing else
             raise GraphProblem(f"unexpected statement {type(s).__name__}", s.span)
+
+    def _assert(self, s: ast.AssertStmt, scope: Scope) -> None:
+        cond = self.evaluate(s.cond, scope)
+        if not isinstance(cond, bool):
+            raise ParamProblem(f"an assert needs true or false, got {_kind(cond)}", s.cond.span)
+        if cond:
+            return
+        message = "assertion failed"
+        if s.message is not None:
+            m = self.evaluate(s.message, scope)
+            message = m if isinstance(m, str) else _show(m)
+        notes = tuple((f"in block {label}, used here", span) for label, span in reversed(scope.context[-4:]))
+        raise ParamProblem(message, s.cond.span, notes=notes)
 
     def _inputs(self, s: ast.InputDecl, scope: Scope) -> None:
         if not scope.is_network:
@@ -369,7 +230,7 @@ class Elaborator:
 
     def tensor_type(self, t: ast.TensorTypeE, scope: Scope) -> TensorType:
         if t.dtype not in DTYPES:
-            raise ShapeProblem(f"unknown dtype '{t.dtype}'", t.span,
+            raise ShapeProblem(f"unknown dtype '{clip(t.dtype)}'", t.span,
                                hint=did_you_mean(t.dtype, DTYPES) or f"dtypes: {', '.join(DTYPES)}")
         dims = []
         for d in t.dims:
@@ -377,6 +238,9 @@ class Elaborator:
                 dims.append(d.id)  # a symbolic dim, such as the batch size N
                 continue
             v = self.evaluate(d, scope)
+            if isinstance(v, Symbolic):
+                dims.append(v.name)
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ShapeProblem(f"a dimension must be a positive integer or a symbolic name, got {_show(v)}", d.span)
             dims.append(v)
@@ -387,8 +251,14 @@ class Elaborator:
         def plain(x) -> bool:  # makes no layer of its own
             if isinstance(x, ast.ListE):
                 return all(plain(i) for i in x.items)
+            if isinstance(x, ast.Attr):
+                return plain(x.value)
+            if isinstance(x, ast.Index):
+                return plain(x.value) and all(plain(i) for i in x.items if not isinstance(i, ast.Slice))
+            if isinstance(x, ast.Call):
+                return isinstance(x.func, ast.Name) and x.func.id in FUNCTIONS and all(plain(a.value) for a in x.args)
             return isinstance(x, (ast.Name, ast.Num, ast.Str, ast.Bool)) or (
-                isinstance(x, (ast.BinOp, ast.Neg)) and not isinstance(x, ast.Call)
+                isinstance(x, (ast.BinOp, ast.Neg))
                 and all(plain(c) for c in (getattr(x, "left", None), getattr(x, "right", None),
                                            getattr(x, "value", None)) if c is not None))
 
@@ -404,7 +274,11 @@ class Elaborator:
         # Check the names first: `h = h -> ReLU` would otherwise fail later as a layer-name clash.
         for name, span in zip(s.names, s.name_spans):
             self._check_new(scope, name, span)
-        base = "_".join(s.names)
+        if all(n == "_" for n in s.names):
+            scope.anon += 1
+            base = f"_{scope.anon}"
+        else:
+            base = "_".join(s.names)
         value = self.evaluate(s.value, scope, Namer(scope, base, self._single_layer(s.value)))
         if len(s.names) == 1:
             self._define_var(scope, s.names[0], value, s.name_spans[0])
@@ -420,7 +294,7 @@ class Elaborator:
         if s.value is None:
             b = scope.vars.get(s.name)
             if b is None:
-                raise NameProblem(f"undefined tensor '{s.name}'", s.name_span, hint=self._hint(s.name, scope))
+                raise NameProblem(f"undefined tensor '{clip(s.name)}'", s.name_span, hint=self._hint(s.name, scope))
             b.used = b.is_output = True
             value = b.value
         else:
@@ -442,7 +316,8 @@ class Elaborator:
         if op is None or op.kind != "loss":
             losses = [n for n, o in REGISTRY.items() if o.kind == "loss"]
             what = "is an op, not a loss" if op else "is not a loss"
-            raise NameProblem(f"'{s.op}' {what}", s.span, hint=did_you_mean(s.op, losses) or f"losses: {', '.join(losses)}")
+            raise NameProblem(f"'{clip(s.op)}' {what}", s.span,
+                              hint=did_you_mean(s.op, losses) or f"losses: {', '.join(losses)}")
         weight, pos, kw, tensors = 1.0, [], {}, []
         for a in s.args:
             if a.name == "weight":
@@ -453,32 +328,47 @@ class Elaborator:
             if a.name is None and isinstance(a.value, ast.Name) and len(tensors) < 2:
                 name = a.value.id
                 b = scope.vars.get(name)
-                if b is None and name not in REGISTRY and name not in self.defs.defs:
+                if b is None and name not in REGISTRY and name not in scope.file.defs:
                     if len(tensors) == 0:
-                        raise NameProblem(f"undefined tensor '{name}'", a.span, hint=self._hint(name, scope))
+                        raise NameProblem(f"undefined tensor '{clip(name)}'", a.span, hint=self._hint(name, scope))
                     # An undeclared second argument is a target that the dataset provides.
                     ref = add_target(scope.g, name, None, a.span)
                     b = self._define_var(scope, name, Tensor(ref, a.span), a.span, used=True)
+                    self.implicit_targets[name] = [a.span, 0]
                 if b is not None and isinstance(b.value, Tensor):
                     b.used = True
+                    if len(tensors) == 1 and name in self.implicit_targets:
+                        self.implicit_targets[name][1] += 1
                     tensors.append(b.value)
                     continue
             v = self.evaluate(a.value, scope)
             if isinstance(v, Tensor):
                 tensors.append(v)
             elif a.name is None:
-                pos.append((v, a.span))
+                pos.append((v, a.span, None))
             else:
-                kw[a.name] = (v, a.span, a.name_span)
+                kw[a.name] = (v, a.span, a.name_span, None)
         if len(tensors) != 2:
             raise GraphProblem(f"{s.op} takes a prediction and a target, got {len(tensors)} tensor"
                                f"{'s' if len(tensors) != 1 else ''}", s.span,
                                hint=f"for example: loss {s.op}(logits, label)")
-        layer = Layer(op, pos, kw, [], s.span)
-        p, spans = self._op_params(layer)
+        p, spans = op_params(Layer(op, pos, kw, [], s.span))
         k = len(scope.g.graph["losses"])
-        add_op(scope.g, f"loss.{k}", op.name, p, [t.ref for t in tensors], s.span, spans, (), kind="loss",
-               weight=float(weight))
+        add_layer(scope, f"loss.{k}", op, p, tensors, s.span, spans, kind="loss", weight=float(weight))
+
+    def _check_targets(self, g: nx.DiGraph) -> None:
+        """An undeclared target named like another target is a typo (`lable` for `label`): a
+        dataset feeds one target, so a second one would fail only at `train`."""
+        declared = [t for t in g.graph["targets"] if t not in self.implicit_targets]
+        # The most used name is the intended one; among equals, the first written.
+        ranked = sorted(self.implicit_targets, key=lambda n: -self.implicit_targets[n][1])
+        for i, name in enumerate(ranked):
+            others = declared + ranked[:i]
+            hint = did_you_mean(name, others)
+            if hint:
+                span = self.implicit_targets[name][0]
+                raise NameProblem(f"undeclared target '{clip(name)}' is named like another target", span,
+                                  hint=f"{hint} (to mean a second target, declare it: target {name}: DTYPE[DIMS])")
 
     def _train(self, s: ast.TrainDef, scope: Scope) -> None:
         from .trainconfig import OPTIMIZERS, SCHEDULES, TrainConfig
@@ -492,7 +382,7 @@ class Elaborator:
         try:
             cfg = TrainConfig.model_validate(raw)
         except ValidationError as e:
-            loc, msg, _ = _pydantic_messages(e)[0]
+            loc, msg, _ = first_error(e)
             model = TrainConfig
             # pydantic puts the union's tag in the path (optimizer.SGD.lr); the author wrote optimizer.lr.
             kinds = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
@@ -517,7 +407,8 @@ class Elaborator:
     def _setting(self, e, scope: Scope, path: tuple, spans: dict):
         """A train setting's value: `SGD(lr=0.1)` and a bare `Cosine` become dicts with a name."""
         func = e.func if isinstance(e, ast.Call) else e
-        if isinstance(func, ast.Name) and func.id not in scope.vars and (isinstance(e, ast.Call) or func.id[:1].isupper()):
+        if isinstance(func, ast.Name) and func.id not in scope.vars and func.id not in FUNCTIONS \
+                and (isinstance(e, ast.Call) or func.id[:1].isupper()):
             d = {"name": func.id}
             spans[path + ("name",)] = func.span
             for a in (e.args if isinstance(e, ast.Call) else []):
@@ -532,16 +423,24 @@ class Elaborator:
     # Expressions ---------------------------------------------------------------------------
 
     def _hint(self, name: str, scope: Scope) -> str | None:
-        return did_you_mean(name, list(scope.vars) + list(self.defs.defs) + list(REGISTRY))
+        return did_you_mean(name, list(scope.vars) + list(scope.file.defs) + list(REGISTRY))
+
+    def _undefined(self, name: str, span: Span, scope: Scope) -> NameProblem:
+        hint = self._hint(name, scope)
+        if hint is None and name == "x" and not scope.is_network and "in" in scope.vars:
+            hint = "a block's input is called 'in' unless the block declares `input NAME`"
+        return NameProblem(f"undefined name '{clip(name)}'", span, hint=hint)
 
     def evaluate(self, e, scope: Scope, namer: Namer | None = None):
         if namer is None:
             scope.anon += 1
             namer = Namer(scope, f"_{scope.anon}")
-        if isinstance(e, ast.Num) or isinstance(e, ast.Str) or isinstance(e, ast.Bool):
+        if isinstance(e, (ast.Num, ast.Str, ast.Bool)):
             return e.value
         if isinstance(e, ast.ListE):
-            return tuple(self.evaluate(x, scope, namer) for x in e.items)
+            return check_size(tuple(self.evaluate(x, scope, namer) for x in e.items), e.span)
+        if isinstance(e, ast.Comprehension):
+            return self._comprehension(e, scope, namer)
         if isinstance(e, ast.Chain):
             return self._chain(e, scope, namer)
         if isinstance(e, (ast.Name, ast.Call, ast.Named)):
@@ -550,21 +449,19 @@ class Elaborator:
                 return self.apply(v, [], scope, namer)
             return v
         if isinstance(e, ast.Ternary):
+            if e.ambiguous:
+                raise GraphProblem("a chain after ':' needs parentheses here", e.other.span,
+                                   hint="write `(c ? a : b) -> L` to apply L to both branches, "
+                                        "or `c ? a : (b -> L)` for the second only")
             cond = self.evaluate(e.cond, scope, namer)
             if not isinstance(cond, bool):
                 raise ParamProblem(f"a condition must be true or false, got {_kind(cond)}", e.cond.span,
                                    hint="conditions are decided at compile time, from parameters")
             return self.evaluate(e.then if cond else e.other, scope, namer)
+        if isinstance(e, ast.Attr):
+            return self._attr(e, scope, namer)
         if isinstance(e, ast.Index):
-            v = self.evaluate(e.value, scope, namer)
-            i = self.evaluate(e.index, scope, namer)
-            if not isinstance(v, tuple):
-                raise ParamProblem(f"cannot index {_kind(v)}", e.value.span)
-            if isinstance(i, bool) or not isinstance(i, int):
-                raise ParamProblem(f"an index must be an integer, got {_kind(i)}", e.index.span)
-            if not -len(v) <= i < len(v):
-                raise ParamProblem(f"index {i} is out of range for {len(v)} item{'s' if len(v) != 1 else ''}", e.index.span)
-            return v[i]
+            return self._index(e, scope, namer)
         if isinstance(e, ast.BinOp):
             return self._binop(e, scope, namer)
         if isinstance(e, ast.Neg):
@@ -587,7 +484,122 @@ class Elaborator:
             if not isinstance(right, bool):
                 raise ParamProblem(f"'{e.op}' needs true or false, got {_kind(right)}", e.right.span)
             return right
+        if isinstance(e, ast.Slice):
+            raise ParamProblem("a slice 'a:b' is written inside brackets: v[a:b]", e.span)
         raise GraphProblem(f"unexpected expression {type(e).__name__}", e.span)
+
+    def _attr(self, e: ast.Attr, scope: Scope, namer: Namer):
+        v = self.evaluate(e.value, scope, namer)
+        if not isinstance(v, Tensor):
+            raise ParamProblem(f"'.{e.name}' reads a tensor's type, not {_kind(v)}'s", e.value.span)
+        t = tensor_type(scope.g, v)
+        if t is None:
+            raise ShapeProblem("this target's type is known only from its loss", e.value.span,
+                               hint="declare it: target NAME: DTYPE[DIMS]")
+        if e.name == "shape":
+            return tuple(Symbolic(d) if isinstance(d, str) else d for d in t.shape)
+        if e.name == "dtype":
+            return t.dtype
+        raise NameProblem(f"a tensor has no '.{clip(e.name)}'", e.name_span,
+                          hint=did_you_mean(e.name, ["shape", "dtype"]) or "a tensor has .shape and .dtype")
+
+    def _index(self, e: ast.Index, scope: Scope, namer: Namer):
+        v = self.evaluate(e.value, scope, namer)
+        if isinstance(v, Tensor):
+            return self._slice_tensor(v, e, scope, namer)
+        if not isinstance(v, (tuple, str)):
+            raise ParamProblem(f"cannot index {_kind(v)}", e.value.span)
+        if len(e.items) != 1:
+            raise ParamProblem(f"{_kind(v)} takes one index, got {len(e.items)}", e.span)
+        item = e.items[0]
+        if isinstance(item, ast.Slice):
+            bounds = [self._slice_bound(b, scope, namer) for b in (item.start, item.stop, item.step)]
+            if bounds[2] == 0:
+                raise ParamProblem("a slice step must not be zero", item.step.span)
+            return v[slice(*bounds)]
+        i = self.evaluate(item, scope, namer)
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise ParamProblem(f"an index must be an integer, got {_kind(i)}", item.span)
+        if not -len(v) <= i < len(v):
+            raise ParamProblem(f"index {i} is out of range for {len(v)} item{'s' if len(v) != 1 else ''}", item.span)
+        result = v[i]
+        if isinstance(result, Symbolic) and isinstance(e.value, ast.Attr):
+            raise ShapeProblem(f"dim {i} of this tensor is symbolic ({result.name}): its size is known only at run time",
+                               e.span, hint="compile-time expressions read fixed dims only")
+        return result
+
+    def _slice_bound(self, b, scope: Scope, namer: Namer):
+        if b is None:
+            return None
+        v = self.evaluate(b, scope, namer)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ParamProblem(f"a slice bound must be an integer, got {_kind(v)}", b.span)
+        return v
+
+    def _slice_tensor(self, t: Tensor, e: ast.Index, scope: Scope, namer: Namer):
+        """`x[:, :, 4:-4]`: a Slice layer over the dims whose subscript is not `:`."""
+        op = get_op("Slice")
+        if op is None:
+            raise NameProblem("slicing a tensor needs the Slice op, which this netspec lacks", e.span)
+        rank = tensor_type(scope.g, t).rank
+        if len(e.items) > rank:
+            raise ShapeProblem(f"{len(e.items)} subscripts for a tensor of rank {rank}", e.span)
+        axes, starts, ends, steps = [], [], [], []
+        for axis, item in enumerate(e.items):
+            if not isinstance(item, ast.Slice):
+                raise ParamProblem("a tensor subscript is a slice such as 1:3 or ':'", item.span,
+                                   hint="to pick one index and drop the dim, use Select(dim, index)")
+            start, stop, step = (self._slice_bound(b, scope, namer) for b in (item.start, item.stop, item.step))
+            if start is None and stop is None and step in (None, 1):
+                continue
+            axes.append(axis)
+            starts.append(0 if start is None else start)
+            ends.append(stop)
+            steps.append(1 if step is None else step)
+        if not axes:
+            return t
+        layer = Layer(op, [], {"axes": (tuple(axes), e.span, None, None), "starts": (tuple(starts), e.span, None, None),
+                               "ends": (tuple(ends), e.span, None, None), "steps": (tuple(steps), e.span, None, None)},
+                      span=e.span)
+        return self.apply(layer, [t], scope, namer)
+
+    def _comprehension(self, e: ast.Comprehension, scope: Scope, namer: Namer):
+        rows = self.evaluate(e.iter, scope, namer)
+        if not isinstance(rows, tuple) or _is_tensorish(rows):
+            raise ParamProblem(f"'for' runs over a list, got {_kind(rows)}", e.iter.span,
+                               hint="for example [Block(c) for c in [16, 32, 64]] or range(n)")
+        for name in e.names:
+            if name in scope.vars:
+                raise NameProblem(f"'{name}' is already defined; a loop variable needs a new name", e.span,
+                                  notes=(("first defined here", scope.vars[name].span),))
+        out = []
+        try:
+            for row in rows:
+                if len(e.names) > 1:
+                    if not isinstance(row, tuple) or len(row) != len(e.names):
+                        n = len(row) if isinstance(row, tuple) else 1
+                        raise ParamProblem(f"{len(e.names)} loop variables, but a row has {n} item"
+                                           f"{'s' if n != 1 else ''}: {_show(row)}", e.iter.span)
+                    values = row
+                else:
+                    values = (row,)
+                for name, v in zip(e.names, values):
+                    scope.vars[name] = Binding(v, e.span, used=True)
+                if e.cond is not None:
+                    keep = self.evaluate(e.cond, scope, namer)
+                    if not isinstance(keep, bool):
+                        raise ParamProblem(f"a condition must be true or false, got {_kind(keep)}", e.cond.span)
+                    if not keep:
+                        continue
+                item = self._value_or_layer(e.item, scope, namer) \
+                    if isinstance(e.item, (ast.Name, ast.Call, ast.Named)) else self.evaluate(e.item, scope, namer)
+                if isinstance(item, Layer) and item.tensors:
+                    item = self.apply(item, [], scope, namer)
+                out.append(item)
+        finally:
+            for name in e.names:
+                scope.vars.pop(name, None)
+        return check_size(tuple(out), e.span)
 
     def _binop(self, e: ast.BinOp, scope: Scope, namer: Namer, in_chain: bool = False):
         """Arithmetic, `Layer * n` repetition, or `+ - *` between tensors.
@@ -613,31 +625,14 @@ class Elaborator:
             if get_op(opname) is None:
                 raise NameProblem(f"'{op}' between tensors needs the {opname} op", e.span)
             return self.apply(Layer(get_op(opname), span=e.span), [a, b], scope, namer)
-        for side, v in ((e.left, a), (e.right, b)):
-            if isinstance(v, bool) and op not in ("==", "!=") or not isinstance(v, (int, float, str, bool, tuple)):
-                raise ParamProblem(f"'{op}' does not apply to {_kind(v)}", side.span)
-        try:
-            if op == "+":
-                return a + b
-            if op == "-":
-                return a - b
-            if op == "*":
-                return a * b
-            if op == "/":
-                return a / b
-            if op == "//":
-                return a // b
-            if op == "%":
-                return a % b
-            if op == "**":
-                if abs(b) > 64 or (isinstance(a, (int, float)) and abs(a) > 2**32):
-                    raise LimitProblem("exponent out of the sane range", e.span)
-                return a ** b
-            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-        except ZeroDivisionError:
-            raise ParamProblem("division by zero", e.span) from None
-        except TypeError:
-            raise ParamProblem(f"'{op}' does not apply to {_kind(a)} and {_kind(b)}", e.span) from None
+        return arithmetic(op, a, b, e.span, e.left.span, e.right.span)
+
+    def _origin(self, e, scope: Scope) -> str | None:
+        """The `--set` a plain parameter name's value came from, to report a bad value there."""
+        if isinstance(e, ast.Name):
+            b = scope.vars.get(e.id)
+            return b.origin if b is not None else None
+        return None
 
     def _value_or_layer(self, e, scope: Scope, namer: Namer):
         """Evaluate a name, call or `as` without applying a layer to its tensor arguments."""
@@ -651,14 +646,16 @@ class Elaborator:
             if b is not None:
                 b.used = True
                 return b.value
-            callee = self._callee(e.id)
+            callee = self._callee(e.id, scope)
             if callee is None:
-                raise NameProblem(f"undefined name '{e.id}'", e.span, hint=self._hint(e.id, scope))
+                raise self._undefined(e.id, e.span, scope)
             return Layer(callee, span=e.span)
         if isinstance(e, ast.Call):
             if not isinstance(e.func, ast.Name):
-                raise GraphProblem("only ops and blocks can be called", e.func.span)
+                raise GraphProblem("only ops, blocks and value functions can be called", e.func.span)
             bound = scope.vars.get(e.func.id)
+            if bound is None and e.func.id in FUNCTIONS and self._callee(e.func.id, scope) is None:
+                return self._function(e, scope, namer)
             if bound is not None:
                 # A parameter may hold a layer (`unit = Bottleneck`): calling it adds arguments.
                 if not isinstance(bound.value, Layer) or bound.value.tensors:
@@ -668,28 +665,43 @@ class Elaborator:
                 layer = Layer(base.callee, list(base.pos), dict(base.kw), span=e.span, repeat=base.repeat)
                 callee = base.callee
             else:
-                callee = self._callee(e.func.id)
+                callee = self._callee(e.func.id, scope)
                 if callee is None:
-                    raise NameProblem(f"unknown op or block '{e.func.id}'", e.func.span,
-                                      hint=did_you_mean(e.func.id, list(self.defs.defs) + list(REGISTRY)))
+                    raise NameProblem(f"unknown op or block '{clip(e.func.id)}'", e.func.span,
+                                      hint=did_you_mean(e.func.id, list(scope.file.defs) + list(REGISTRY)
+                                                        + list(FUNCTIONS)))
                 layer = Layer(callee, span=e.span)
             for a in e.args:
                 v = self.evaluate(a.value, scope, namer)
+                origin = self._origin(a.value, scope)
                 if _is_tensorish(v):
                     if a.name is not None:
                         raise GraphProblem(f"tensor inputs are passed by position, not as '{a.name}='", a.span)
                     layer.tensors.extend(_tensors(v))
                 elif a.name is None:
-                    layer.pos.append((v, a.span))
+                    layer.pos.append((v, a.span, origin))
                 elif a.name in layer.kw:
                     raise ParamProblem(f"{callee.name}: parameter '{a.name}' is given twice", a.name_span)
                 else:
-                    layer.kw[a.name] = (v, a.span, a.name_span)
+                    layer.kw[a.name] = (v, a.span, a.name_span, origin)
             return layer
         return self.evaluate(e, scope, namer)
 
-    def _callee(self, name: str):
-        d = self.defs.defs.get(name)
+    def _function(self, e: ast.Call, scope: Scope, namer: Namer):
+        args, spans = [], []
+        for a in e.args:
+            if a.name is not None:
+                raise ParamProblem(f"{e.func.id}() takes no named arguments", a.name_span or a.span)
+            v = self.evaluate(a.value, scope, namer)
+            if _is_tensorish(v) or isinstance(v, Layer) or isinstance(v, Symbolic):
+                raise ParamProblem(f"{e.func.id}() takes compile-time values, got {_kind(v)}", a.span)
+            args.append(v)
+            spans.append(a.span)
+        return call_function(e.func.id, args, spans, e.span)
+
+    @staticmethod
+    def _callee(name: str, scope: Scope):
+        d = scope.file.defs.get(name)
         if isinstance(d, ast.BlockDef):
             return d
         op = get_op(name)
@@ -708,10 +720,13 @@ class Elaborator:
                     else self._binop(item, scope, namer, in_chain=True)
             else:
                 layer = self.evaluate(item, scope, namer)
-            if not isinstance(layer, Layer):
-                raise GraphProblem(f"cannot pass a tensor through {_kind(layer)}", item.span,
-                                   hint="each step after '->' is an op or a block")
-            v = self.apply(layer, _tensors(v), scope, namer)
+            # A list of layers (`[Block(c) for c in widths]`) runs them one after the other.
+            steps = layer if isinstance(layer, tuple) and all(isinstance(x, Layer) for x in layer) else (layer,)
+            for step in steps:
+                if not isinstance(step, Layer):
+                    raise GraphProblem(f"cannot pass a tensor through {_kind(step)}", item.span,
+                                       hint="each step after '->' is an op, a block or a list of them")
+                v = self.apply(step, _tensors(v), scope, namer)
         return v
 
     # Applying layers -----------------------------------------------------------------------
@@ -733,50 +748,6 @@ class Elaborator:
             inputs = _tensors(out)
         return out
 
-    def _op_params(self, layer: Layer):
-        op = layer.callee
-        fields = list(op.Params.model_fields)
-        values, spans = {}, {}
-        if len(layer.pos) > len(op.positional):
-            span = layer.pos[len(op.positional)][1]
-            if op.positional:
-                msg = (f"{op.name} takes at most {len(op.positional)} positional parameter"
-                       f"{'s' if len(op.positional) != 1 else ''} ({', '.join(op.positional)})")
-            else:
-                msg = f"{op.name} takes no positional parameters"
-            named = [f for f in fields if f not in op.positional]
-            raise ParamProblem(msg, span, hint=f"name the others: {', '.join(f + '=...' for f in named)}"
-                               if named else f"{op.name} has no other parameters")
-        for name, (v, span) in zip(op.positional, layer.pos):
-            values[name], spans[name] = v, span
-        for name, (v, span, name_span) in layer.kw.items():
-            if name not in fields:
-                raise ParamProblem(f"{op.name} has no parameter '{name}'", name_span or span,
-                                   hint=did_you_mean(name, fields) or
-                                   (f"its parameters: {', '.join(fields)}" if fields else f"{op.name} takes no parameters"))
-            if name in values:
-                raise ParamProblem(f"{op.name}: parameter '{name}' is given twice", name_span or span)
-            values[name], spans[name] = v, span
-        try:
-            p = op.Params.model_validate(values)
-        except ValidationError as e:
-            loc, msg, given = _pydantic_messages(e)[0]
-            pname = str(loc[0]) if loc else None
-            if msg == "Field required":
-                raise ParamProblem(f"{op.name} needs its parameter '{pname}'", layer.span,
-                                   hint=f"for example {op.name}({', '.join(op.positional) or pname + '=...'})") from None
-            shown = _show(values.get(pname)) if pname in values else _show(given)
-            hint = None
-            if isinstance(values.get(pname), str):
-                # A misspelt word: the number and tuple alternatives of the union are noise.
-                words = [m for m in msg.split("; or ") if m.startswith("Input should be '")]
-                if words:
-                    msg = words[0]
-                    hint = did_you_mean(values[pname], re.findall(r"'([^']*)'", msg))
-            raise ParamProblem(f"{op.name}: bad value {shown} for '{pname}': {msg}",
-                               spans.get(pname, layer.span), hint) from None
-        return p, spans
-
     def _apply_once(self, layer: Layer, inputs: list[Tensor], scope: Scope, namer: Namer):
         if isinstance(layer.callee, ast.BlockDef):
             return self._expand(layer, inputs, scope, namer)
@@ -786,17 +757,9 @@ class Elaborator:
             want = str(lo) if lo == hi else (f"{lo} or more" if hi is None else f"{lo} to {hi}")
             raise GraphProblem(f"{op.name} takes {want} input tensor{'s' if want != '1' else ''}, got {len(inputs)}",
                                layer.span)
-        p, spans = self._op_params(layer)
-        name = namer.next(layer.name)
-        if name in scope.g:
-            raise NameProblem(f"two layers are named '{name}'", layer.span,
-                              notes=(("the other one", scope.g.nodes[name]["span"]),))
-        if scope.g.number_of_nodes() >= MAX_LAYERS:
-            raise LimitProblem(f"the network grows past {MAX_LAYERS:,} layers", layer.span)
-        add_op(scope.g, name, op.name, p, [t.ref for t in inputs], layer.span, spans, scope.context)
-        n = op.outputs(p)
-        outs = tuple(Tensor(Ref(name, k), layer.span) for k in range(n))
-        return outs[0] if n == 1 else outs
+        p, spans = op_params(layer)
+        outs = add_layer(scope, namer.next(layer.name), op, p, inputs, layer.span, spans)
+        return outs[0] if len(outs) == 1 else outs
 
     def _expand(self, layer: Layer, inputs: list[Tensor], scope: Scope, namer: Namer):
         block: ast.BlockDef = layer.callee
@@ -807,9 +770,11 @@ class Elaborator:
         if len(scope.stack) >= MAX_BLOCK_DEPTH:
             raise LimitProblem(f"blocks are nested more than {MAX_BLOCK_DEPTH} levels deep", layer.span)
         name = namer.next(layer.name)
+        # The block's body sees the names of the file it was written in, not the caller's.
         inner = Scope(scope.g, name + ".", scope.context + ((f"{block.name} '{name}'", layer.span),),
-                      scope.stack + (block.name,), False)
-        self._bind(block, block.params, layer.pos, layer.kw, inner, layer.span)
+                      scope.stack + (block.name,), False, block.scope)
+        kw = {k: v for k, v in layer.kw.items()}
+        self._bind(block, block.params, layer.pos, kw, inner, layer.span)
         declared = [i for s in block.body if isinstance(s, ast.InputDecl) for i in s.items]
         names = [i.name for i in declared] or ["in"]
         if len(inputs) != len(names):
@@ -844,24 +809,26 @@ class Elaborator:
                 raise GraphProblem(f"{what} '{name}' is never used{where}", b.span,
                                    hint="use it, make it an output, or remove it")
 
-    def _check_names(self, g: nx.DiGraph) -> None:
-        # A layer cannot also be the parent of other layers: state-dict keys would collide.
-        names = set(g.nodes)
-        for n in names:
-            parts = n.split(".")
-            for k in range(1, len(parts)):
-                parent = ".".join(parts[:k])
-                if parent in names and g.nodes[parent]["kind"] == "op":
-                    raise NameProblem(f"layer '{parent}' is also the prefix of layer '{n}'",
-                                      g.nodes[n]["span"], notes=(("the first layer", g.nodes[parent]["span"]),),
-                                      hint="rename one of them with 'as'")
+
+def constant(key: str, text: str, origin: str):
+    """A `--set` value written as in a spec (`10`, `[2, 2, 2, 2]`, `"relu"`), as a value."""
+    path = f"--set {clip(key)}"
+    parsed = parse(f"{key}={text}", path, start="args")
+    if len(parsed) != 1 or parsed[0].name is None:
+        raise ParamProblem(f"{origin}: not one value", None, hint="write --set NAME=VALUE, e.g. --set classes=10")
+    g = new_graph("--set", path)
+    scope = Scope(g, "", (), (), True, FileScope(path))
+    v = Elaborator().evaluate(parsed[0].value, scope)
+    if _is_tensorish(v) or isinstance(v, Layer):
+        raise ParamProblem(f"{origin}: a --set value is a number, boolean, string or list", None)
+    return v
 
 
-def elaborate_file(path: str, network: str | None = None, params: dict[str, str] | None = None) -> nx.DiGraph:
+def elaborate_file(path: str, network: str | None = None, overrides: dict[str, Override] | None = None,
+                   loader: Loader | None = None) -> nx.DiGraph:
     """Build the graph of one network of a .net file (the only one, when `network` is None)."""
     with deep_stack():
         try:
-            return Elaborator().network(path, network, params)
+            return Elaborator(loader).network(path, network, overrides)
         except RecursionError:
             raise LimitProblem(f"{path}: the spec nests too deeply to elaborate") from None
-

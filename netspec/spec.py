@@ -8,7 +8,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from .errors import NetspecError
+from .errors import NetspecError, ParamProblem, UsageProblem
 from .graph import type_of
 from .types import TensorType
 
@@ -99,27 +99,33 @@ def split_target(target: str) -> tuple[str, str | None]:
 def load(target: str | Path, network: str | None = None, params: dict | None = None) -> Spec:
     """Parse, elaborate and check a `.net` file (optionally `PATH:Network`) into a Spec.
 
-    `params` overrides the network's parameters: {"classes": 10} or {"depths": "[2, 2, 2, 2]"};
-    a string is read as a spec expression.
+    `params` overrides the network's parameters: {"classes": 10} or {"depths": [2, 2, 2, 2]};
+    a string is read as a spec expression ("[2, 2, 2, 2]", '"relu"'), as `--set` writes it.
     """
-    from .elaborate import elaborate_file
+    from .elaborate import Override, constant, elaborate_file
     from .infer import infer
     path, name = split_target(str(target))
-    texts = {k: v if isinstance(v, str) else _spec_literal(v) for k, v in (params or {}).items()}
-    g = elaborate_file(path, network or name, texts)
+    if network and name and network != name:
+        raise UsageProblem(f"two networks selected: '{name}' in {target} and '{network}' with --network",
+                           hint="name the network once")
+    overrides = {}
+    for key, v in (params or {}).items():
+        origin = f"--set {key}={v}" if isinstance(v, str) else f"params[{key!r}]={v!r}"
+        value = constant(key, v, origin) if isinstance(v, str) else _spec_value(v, origin)
+        overrides[key] = Override(value, origin)
+    g = elaborate_file(path, network or name, overrides)
     infer(g)
     return Spec(g)
 
 
-def _spec_literal(v) -> str:
-    """A Python value written as a spec expression."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
+def _spec_value(v, origin: str):
+    """A Python value as the spec's compile-time value (lists become tuples)."""
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_spec_literal(x) for x in v) + "]"
-    if isinstance(v, str):
-        return '"' + v + '"'
-    return repr(v)
+        return tuple(_spec_value(x, origin) for x in v)
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    raise ParamProblem(f"{origin}: a parameter is a number, boolean, string or list, "
+                       f"not {type(v).__name__}")
 
 
 __all__ = ["Spec", "load", "NetspecError"]

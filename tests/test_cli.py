@@ -165,7 +165,7 @@ def test_set_overrides_network_parameters(two):
 def test_set_unknown_parameter_is_located_with_a_suggestion(two):
     r = run("check", f"{two}:Other", "--set", "clases=7")
     assert r.exit_code == 1
-    assert r.stderr.startswith("--set clases:1:1: error: Other has no parameter 'clases'")
+    assert r.stderr.startswith("error: --set clases=7: network Other has no parameter 'clases'")
     assert "did you mean 'classes'?" in r.stderr
 
 
