@@ -31,6 +31,8 @@ class Scope:
     file: object  # the loader's FileScope of the file the body was written in
     vars: dict = field(default_factory=dict)
     anon: int = 0
+    # Names assigned only in an `if` branch not taken: name -> the `if`'s span, for messages.
+    skipped: dict = field(default_factory=dict)
 
 
 class Namer:

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from . import __version__, report
-from .errors import DataProblem, NetspecError
+from .errors import DataProblem, NetspecError, UsageProblem
 
 SPEC = click.argument("spec", metavar="FILE[:NETWORK]")
 
@@ -33,6 +33,8 @@ def user_errors(f):
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
+        except UsageProblem as e:
+            raise click.UsageError(e.diagnostics[0].message) from None
         except NetspecError as e:
             report.error(e)
             raise SystemExit(1) from None

@@ -14,11 +14,12 @@ from pydantic import ValidationError
 
 from . import ast
 from .builder import MAX_LAYERS, Namer, Scope, add_layer, check_names, op_params, origin_problem, tensor_type
-from .errors import GraphProblem, LimitProblem, NameProblem, ParamProblem, ShapeProblem, Span, clip, did_you_mean
+from .errors import (GraphProblem, LimitProblem, NameProblem, ParamProblem, ShapeProblem, Span, SyntaxProblem, clip,
+                     did_you_mean)
 from .graph import add_input, add_op, add_output, add_target, new_graph
 from .loader import FileScope, Loader
 from .ops import REGISTRY, get_op
-from .parse import deep_stack, parse
+from .parse import KEYWORDS, deep_stack, parse
 from .types import DTYPES, TensorType
 from .validation import first as first_error
 from .values import (FUNCTIONS, Layer, Symbolic, Tensor, arithmetic, call_function, check_size,
@@ -195,6 +196,8 @@ class Elaborator:
             if not isinstance(cond, bool):
                 raise ParamProblem(f"a condition must be true or false, got {_kind(cond)}", s.cond.span,
                                    hint="conditions are decided at compile time, from parameters")
+            for name in _assigned(s.other if cond else s.then):
+                scope.skipped.setdefault(name, (s.span, cond))
             self.exec_block(s.then if cond else s.other, scope)
         elif isinstance(s, ast.AssertStmt):
             self._assert(s, scope)
@@ -278,7 +281,7 @@ class Elaborator:
             scope.anon += 1
             base = f"_{scope.anon}"
         else:
-            base = "_".join(s.names)
+            base = "_".join(n for n in s.names if n != "_")
         value = self.evaluate(s.value, scope, Namer(scope, base, self._single_layer(s.value)))
         if len(s.names) == 1:
             self._define_var(scope, s.names[0], value, s.name_spans[0])
@@ -294,7 +297,7 @@ class Elaborator:
         if s.value is None:
             b = scope.vars.get(s.name)
             if b is None:
-                raise NameProblem(f"undefined tensor '{clip(s.name)}'", s.name_span, hint=self._hint(s.name, scope))
+                raise self._undefined(s.name, s.name_span, scope, "tensor")
             b.used = b.is_output = True
             value = b.value
         else:
@@ -330,7 +333,7 @@ class Elaborator:
                 b = scope.vars.get(name)
                 if b is None and name not in REGISTRY and name not in scope.file.defs:
                     if len(tensors) == 0:
-                        raise NameProblem(f"undefined tensor '{clip(name)}'", a.span, hint=self._hint(name, scope))
+                        raise self._undefined(name, a.span, scope, "tensor")
                     # An undeclared second argument is a target that the dataset provides.
                     ref = add_target(scope.g, name, None, a.span)
                     b = self._define_var(scope, name, Tensor(ref, a.span), a.span, used=True)
@@ -425,11 +428,24 @@ class Elaborator:
     def _hint(self, name: str, scope: Scope) -> str | None:
         return did_you_mean(name, list(scope.vars) + list(scope.file.defs) + list(REGISTRY))
 
-    def _undefined(self, name: str, span: Span, scope: Scope) -> NameProblem:
+    def _undefined(self, name: str, span: Span, scope: Scope, what: str = "name") -> NameProblem:
+        notes = ()
         hint = self._hint(name, scope)
-        if hint is None and name == "x" and not scope.is_network and "in" in scope.vars:
+        if name in KEYWORDS:
+            hint = f"'{name}' is a keyword: does the line before end in '->' with nothing after it?"
+        elif name in scope.skipped:
+            where, cond = scope.skipped[name]
+            branch = "else branch" if cond else "if branch"
+            hint = (f"'{name}' is assigned only in the {branch}, which was not taken here; "
+                    f"assign it in both branches")
+            notes = ((f"the if whose condition was {_show(cond)}", where),)
+        elif hint is None and name == "x" and not scope.is_network and "in" in scope.vars:
             hint = "a block's input is called 'in' unless the block declares `input NAME`"
-        return NameProblem(f"undefined name '{clip(name)}'", span, hint=hint)
+        elif hint is None and any(name in t.shape for n in scope.g.graph["inputs"]
+                                  for t in scope.g.nodes[n]["types"]):
+            hint = (f"'{name}' is a symbolic dim: it names a size in an input's type only; read sizes "
+                    f"with x.shape[i] (fixed dims), or write -1 for the one dim to infer")
+        return NameProblem(f"undefined {what} '{clip(name)}'", span, hint=hint, notes=notes)
 
     def evaluate(self, e, scope: Scope, namer: Namer | None = None):
         if namer is None:
@@ -709,23 +725,35 @@ class Elaborator:
             return None
         return op
 
+    def _step(self, item, scope: Scope, namer: Namer) -> tuple:
+        """One chain step as the layers it runs: a layer, or a list of them run in order."""
+        if isinstance(item, (ast.Name, ast.Call, ast.Named, ast.BinOp)):
+            layer = self._value_or_layer(item, scope, namer) if not isinstance(item, ast.BinOp) \
+                else self._binop(item, scope, namer, in_chain=True)
+        else:
+            layer = self.evaluate(item, scope, namer)
+        steps = _flat_layers(layer)
+        if steps is None:
+            raise GraphProblem(f"cannot pass a tensor through {_kind(layer)}", item.span,
+                               hint="each step after '->' is an op, a block or a list of them")
+        return steps
+
     def _chain(self, e: ast.Chain, scope: Scope, namer: Namer):
-        v = self.evaluate(e.items[0], scope, namer)
+        first = e.items[0]
+        v = self._value_or_layer(first, scope, namer) if isinstance(first, (ast.Name, ast.Call, ast.Named)) \
+            else self.evaluate(first, scope, namer)
+        if isinstance(v, Layer) and v.tensors:
+            v = self.apply(v, [], scope, namer)
+        if isinstance(v, Layer) or (_is_layers(v) and not any(x.tensors for x in v)):
+            # `Conv2d(8, 3) -> ReLU` with no tensor in front composes layers, for a list or a name.
+            head = (v,) if isinstance(v, Layer) else v
+            return head + tuple(s for item in e.items[1:] for s in self._step(item, scope, namer))
         if not _is_tensorish(v):
-            raise GraphProblem(f"a chain starts from a tensor, got {_kind(v)}", e.items[0].span,
+            raise GraphProblem(f"a chain starts from a tensor, got {_kind(v)}", first.span,
                                hint="start from an input or a named tensor: x -> ...")
         for item in e.items[1:]:
-            if isinstance(item, (ast.Name, ast.Call, ast.Named, ast.BinOp)):
-                layer = self._value_or_layer(item, scope, namer) if not isinstance(item, ast.BinOp) \
-                    else self._binop(item, scope, namer, in_chain=True)
-            else:
-                layer = self.evaluate(item, scope, namer)
             # A list of layers (`[Block(c) for c in widths]`) runs them one after the other.
-            steps = layer if isinstance(layer, tuple) and all(isinstance(x, Layer) for x in layer) else (layer,)
-            for step in steps:
-                if not isinstance(step, Layer):
-                    raise GraphProblem(f"cannot pass a tensor through {_kind(step)}", item.span,
-                                       hint="each step after '->' is an op, a block or a list of them")
+            for step in self._step(item, scope, namer):
                 v = self.apply(step, _tensors(v), scope, namer)
         return v
 
@@ -810,10 +838,48 @@ class Elaborator:
                                    hint="use it, make it an output, or remove it")
 
 
+def _is_layers(v) -> bool:
+    return isinstance(v, tuple) and len(v) > 0 and all(isinstance(x, Layer) for x in v)
+
+
+def _flat_layers(v) -> tuple | None:
+    """A layer or (nested) lists of layers as the flat sequence they run in; None if not layers."""
+    if isinstance(v, Layer):
+        return (v,)
+    if not isinstance(v, tuple):
+        return None
+    out = []
+    for x in v:
+        inner = _flat_layers(x)
+        if inner is None:
+            return None
+        out += inner
+    return tuple(out)
+
+
+def _assigned(stmts: list) -> list[str]:
+    """The names a branch's statements define, nested ifs included."""
+    names = []
+    for s in stmts:
+        if isinstance(s, ast.Assign):
+            names += s.names
+        elif isinstance(s, ast.OutputDecl) and s.value is not None:
+            names.append(s.name)
+        elif isinstance(s, ast.IfStmt):
+            names += _assigned(s.then) + _assigned(s.other)
+    return names
+
+
 def constant(key: str, text: str, origin: str):
     """A `--set` value written as in a spec (`10`, `[2, 2, 2, 2]`, `"relu"`), as a value."""
     path = f"--set {clip(key)}"
-    parsed = parse(f"{key}={text}", path, start="args")
+    try:
+        parsed = parse(f"{key}={text}", path, start="args")
+    except SyntaxProblem as e:
+        d = e.diagnostics[0]
+        raise SyntaxProblem(f"{clip(origin)}: not a value as a spec writes it ({d.message})", d.span,
+                            hint=f"a string is quoted: --set '{clip(key)}=\"{clip(text)}\"'; a list is "
+                                 "written [1, 2]") from None
     if len(parsed) != 1 or parsed[0].name is None:
         raise ParamProblem(f"{origin}: not one value", None, hint="write --set NAME=VALUE, e.g. --set classes=10")
     g = new_graph("--set", path)

@@ -273,9 +273,26 @@ def _unclosed(text: str, path: str) -> tuple[str, Span] | None:
     return stack[-1] if stack else None
 
 
+def _wrong_closer(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem | None:
+    """A `}` or `)` that meets another open bracket: report the bracket left open, not the closer."""
+    pos = e.pos_in_stream if e.pos_in_stream is not None else -1
+    if not 0 <= pos < len(text) or text[pos] not in ")]}":
+        return None
+    opener = _unclosed(text[:pos], path)
+    if opener is None or _CLOSERS[opener[0]] == text[pos]:
+        return None
+    here = Span(path, e.line, e.column, e.line, e.column + 1)
+    return SyntaxProblem(f"this '{opener[0]}' is never closed", opener[1],
+                         f"close it with '{_CLOSERS[opener[0]]}' before the '{text[pos]}'",
+                         ((f"found '{text[pos]}' here", here),))
+
+
 def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
     line, col = e.line, e.column
     hint = None
+    wrong = _wrong_closer(e, path, text)
+    if wrong is not None:
+        return wrong
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
         msg = f"unexpected character {ch!r}"
@@ -306,6 +323,9 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
     msg = f"unexpected {shown!r}, expected {_describe(expected)}"
     if shown == "=" and text[tok.end_pos:tok.end_pos + 1] == ">":
         hint = "layers are chained with '->', not '=>'"
+    elif text[:tok.start_pos].split()[-1:] == ["for"] and "RSQB" not in expected:
+        msg = "a spec has no for statement"
+        hint = "repeat with a list in a chain, x -> [Block(c) for c in widths], or with Block * n"
     elif shown in KEYWORDS and "NAME" in expected:
         hint = f"'{shown}' is a keyword and cannot be used as a name"
     elif shown == "=" and text[:tok.start_pos].split()[-1:] and text[:tok.start_pos].split()[-1] in KEYWORDS:
