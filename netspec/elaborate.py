@@ -5,6 +5,7 @@ layer to the `builder`, which runs its shape rule as it is added."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,10 @@ import networkx as nx
 from pydantic import ValidationError
 
 from . import ast
-from .builder import MAX_LAYERS, Namer, Scope, add_layer, check_names, op_params, origin_problem, tensor_type
+from .builder import MAX_LAYERS, Namer, Scope, add_layer, check_names, op_params, tensor_type
 from .errors import (GraphProblem, LimitProblem, NameProblem, ParamProblem, ShapeProblem, Span, SyntaxProblem, clip,
                      did_you_mean)
-from .graph import add_input, add_op, add_output, add_target, new_graph
+from .graph import Ref, add_input, add_output, add_target, new_graph
 from .loader import FileScope, Loader
 from .ops import REGISTRY, get_op
 from .parse import KEYWORDS, deep_stack, parse
@@ -26,6 +27,7 @@ from .values import (FUNCTIONS, Layer, Symbolic, Tensor, arithmetic, call_functi
                      is_tensorish as _is_tensorish, kind as _kind, show as _show, tensors_of as _tensors)
 
 MAX_REPEAT = 10_000
+STUB_AFTER = 4_096  # layers built before repeated block expansions are only counted
 MAX_BLOCK_DEPTH = 64
 
 __all__ = ["elaborate_file", "Elaborator", "MAX_LAYERS", "Override", "constant"]
@@ -49,8 +51,21 @@ class Override:
 
 
 class Elaborator:
-    def __init__(self, loader: Loader | None = None):
+    """Walks one network and builds its graph.
+
+    Past `STUB_AFTER` layers it stops building what it has seen: a block expansion with the
+    same block, parameters and input types as an earlier one is credited with that one's layer
+    count and a placeholder node, so a spec of blocks that double 40 times is refused after a
+    few thousand layers instead of after building 200,000. Such a walk only counts
+    (`partial`); a network that stays within MAX_LAYERS is then built again in full.
+    """
+
+    def __init__(self, loader: Loader | None = None, stub_after: float | None = None):
         self.loader = loader or Loader()
+        self.stub_after = STUB_AFTER if stub_after is None else stub_after
+        self.partial = False  # placeholders were used: the graph only served to count
+        self.layers = 0  # layers made so far, credited expansions included
+        self.memo: dict = {}  # expansion key -> (layers it makes, its output types)
 
     # Networks ------------------------------------------------------------------------------
 
@@ -110,7 +125,8 @@ class Elaborator:
                                hint="add `output NAME = ...`")
         self._check_unused(scope)
         self._check_targets(g)
-        check_names(g)
+        if not self.partial:
+            check_names(g)
         return g
 
     def _bind_params(self, item, args: list, caller: Scope, scope: Scope, call_span: Span,
@@ -357,6 +373,7 @@ class Elaborator:
                                hint=f"for example: loss {s.op}(logits, label)")
         p, spans = op_params(Layer(op, pos, kw, [], s.span))
         k = len(scope.g.graph["losses"])
+        self._count(1, s.span)
         add_layer(scope, f"loss.{k}", op, p, tensors, s.span, spans, kind="loss", weight=float(weight))
 
     def _check_targets(self, g: nx.DiGraph) -> None:
@@ -786,10 +803,33 @@ class Elaborator:
             raise GraphProblem(f"{op.name} takes {want} input tensor{'s' if want != '1' else ''}, got {len(inputs)}",
                                layer.span)
         p, spans = op_params(layer)
+        self._count(1, layer.span)
         outs = add_layer(scope, namer.next(layer.name), op, p, inputs, layer.span, spans)
         return outs[0] if len(outs) == 1 else outs
 
+    def _count(self, n: int, span: Span | None) -> None:
+        self.layers += n
+        if self.layers > MAX_LAYERS:
+            raise LimitProblem(f"the network grows past {MAX_LAYERS:,} layers", span)
+
     def _expand(self, layer: Layer, inputs: list[Tensor], scope: Scope, namer: Namer):
+        key = _memo_key(layer, [tensor_type(scope.g, t) for t in inputs])
+        if key is not None and key in self.memo and self.layers >= self.stub_after:
+            made, types = self.memo[key]
+            self._count(made, layer.span)
+            self.partial = True
+            namer.next(layer.name)
+            stub = f"~{scope.g.number_of_nodes()}"
+            scope.g.add_node(stub, kind="stub", types=list(types), span=layer.span, args=[], context=())
+            outs = tuple(Tensor(Ref(stub, k), layer.span) for k in range(len(types)))
+            return outs[0] if len(outs) == 1 else outs
+        before = self.layers
+        result = self._expand_block(layer, inputs, scope, namer)
+        if key is not None:
+            self.memo[key] = (self.layers - before, tuple(tensor_type(scope.g, t) for t in _tensors(result)))
+        return result
+
+    def _expand_block(self, layer: Layer, inputs: list[Tensor], scope: Scope, namer: Namer):
         block: ast.BlockDef = layer.callee
         if block.name in scope.stack:
             path = " -> ".join(scope.stack[scope.stack.index(block.name):] + (block.name,))
@@ -836,6 +876,26 @@ class Elaborator:
                 what = "input" if is_input else "tensor"
                 raise GraphProblem(f"{what} '{name}' is never used{where}", b.span,
                                    hint="use it, make it an output, or remove it")
+
+
+def _memo_key(layer: Layer, types: list):
+    """What a block expansion depends on; None when a parameter is not a plain value."""
+    values = tuple(v for v, *_ in layer.pos) + tuple((k, v) for k, (v, *_) in sorted(layer.kw.items()))
+    try:
+        hash(values)
+    except TypeError:
+        return None
+    if any(isinstance(v, Layer) for v in _leaves(values)):
+        return None
+    return (id(layer.callee), values, tuple(types))
+
+
+def _leaves(v):
+    if isinstance(v, tuple):
+        for x in v:
+            yield from _leaves(x)
+    else:
+        yield v
 
 
 def _is_layers(v) -> bool:
@@ -893,8 +953,13 @@ def constant(key: str, text: str, origin: str):
 def elaborate_file(path: str, network: str | None = None, overrides: dict[str, Override] | None = None,
                    loader: Loader | None = None) -> nx.DiGraph:
     """Build the graph of one network of a .net file (the only one, when `network` is None)."""
+    loader = loader or Loader()
     with deep_stack():
         try:
-            return Elaborator(loader).network(path, network, overrides)
+            e = Elaborator(loader)
+            g = e.network(path, network, overrides)
+            if e.partial:  # a large network, counted with placeholders: build it in full
+                g = Elaborator(loader, stub_after=math.inf).network(path, network, overrides)
+            return g
         except RecursionError:
             raise LimitProblem(f"{path}: the spec nests too deeply to elaborate") from None

@@ -64,13 +64,28 @@ def infer_node(g: nx.DiGraph, name: str) -> None:
         _infer_target(g, node, op, p)
     ins = [type_of(g, r) for r in node["args"]]
     try:
-        outs = op.shape(p, ins)
-    except OpError as e:
-        _fail(g, name, e)
-    for t in outs:
-        if t.per_item_numel() > MAX_ELEMENTS:
-            _fail(g, name, OpError(f"produces a tensor {t} of over 2**40 elements"), LimitProblem)
+        key = (op.name, p, tuple(ins))
+        outs = _SHAPES.get(key)
+    except TypeError:  # params holding a list are not hashable: nothing to reuse
+        key, outs = None, None
+    if outs is None:
+        try:
+            outs = op.shape(p, ins)
+        except OpError as e:
+            _fail(g, name, e)
+        for t in outs:
+            if t.per_item_numel() > MAX_ELEMENTS:
+                _fail(g, name, OpError(f"produces a tensor {t} of over 2**40 elements"), LimitProblem)
+        if len(_SHAPES) > 50_000:
+            _SHAPES.clear()
+        if key is not None:
+            _SHAPES[key] = outs
     node["types"] = list(outs)
+
+
+# Shape rules are pure: a network repeats the same layer on the same input many times (and the
+# elaborator walks it twice), so results are kept by (op, params, input types).
+_SHAPES: dict = {}
 
 
 def _infer_target(g: nx.DiGraph, node: dict, op, p) -> None:
