@@ -478,7 +478,7 @@ class Elaborator:
             return self._chain(e, scope, namer)
         if isinstance(e, (ast.Name, ast.Call, ast.Named)):
             v = self._value_or_layer(e, scope, namer)
-            if isinstance(v, Layer) and v.tensors:
+            if isinstance(v, Layer) and (v.tensors or _sourceless(v) and not isinstance(e, ast.Name)):
                 return self.apply(v, [], scope, namer)
             return v
         if isinstance(e, ast.Ternary):
@@ -626,7 +626,7 @@ class Elaborator:
                         continue
                 item = self._value_or_layer(e.item, scope, namer) \
                     if isinstance(e.item, (ast.Name, ast.Call, ast.Named)) else self.evaluate(e.item, scope, namer)
-                if isinstance(item, Layer) and item.tensors:
+                if isinstance(item, Layer) and (item.tensors or _sourceless(item) and isinstance(e.item, ast.Call)):
                     item = self.apply(item, [], scope, namer)
                 out.append(item)
         finally:
@@ -642,7 +642,7 @@ class Elaborator:
         """
         a = self._value_or_layer(e.left, scope, namer) if isinstance(e.left, (ast.Name, ast.Call, ast.Named)) \
             else self.evaluate(e.left, scope, namer)
-        if isinstance(a, Layer) and a.tensors and not in_chain:
+        if isinstance(a, Layer) and (a.tensors and not in_chain or _sourceless(a) and isinstance(e.left, ast.Call)):
             a = self.apply(a, [], scope, namer)
         b = self.evaluate(e.right, scope, namer)
         op = e.op
@@ -759,7 +759,7 @@ class Elaborator:
         first = e.items[0]
         v = self._value_or_layer(first, scope, namer) if isinstance(first, (ast.Name, ast.Call, ast.Named)) \
             else self.evaluate(first, scope, namer)
-        if isinstance(v, Layer) and v.tensors:
+        if isinstance(v, Layer) and (v.tensors or _sourceless(v) and not isinstance(first, ast.Name)):
             v = self.apply(v, [], scope, namer)
         if isinstance(v, Layer) or (_is_layers(v) and not any(x.tensors for x in v)):
             # `Conv2d(8, 3) -> ReLU` with no tensor in front composes layers, for a list or a name.
@@ -896,6 +896,11 @@ def _leaves(v):
             yield from _leaves(x)
     else:
         yield v
+
+
+def _sourceless(layer: Layer) -> bool:
+    """An op that takes no tensor inputs (Param): its call is a tensor, made where it is written."""
+    return getattr(layer.callee, "arity", None) == (0, 0)
 
 
 def _is_layers(v) -> bool:

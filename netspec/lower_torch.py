@@ -11,7 +11,7 @@ import torch
 from torch import fx, nn
 
 from .graph import Ref, layers, type_of
-from .ops import Call, get_op
+from .ops import Attr, Call, get_op
 
 
 def _ident(name: str) -> str:
@@ -54,7 +54,10 @@ def to_module(g: nx.DiGraph) -> fx.GraphModule:
         ins = _ins(g, name)
         args = [value(r) for r in node["args"]]
         lowered = op.torch(p, ins)
-        if isinstance(lowered, Call):
+        if isinstance(lowered, Attr):
+            modules[name] = lowered.module
+            fnode = graph.get_attr(f"{name}.{lowered.attr}")
+        elif isinstance(lowered, Call):
             call_args = (args,) if lowered.pack else tuple(args)
             fnode = graph.create_node("call_function", lowered.target, call_args, dict(lowered.kwargs),
                                       name=_ident(name))

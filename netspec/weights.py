@@ -36,7 +36,7 @@ def _draw(spec: WeightSpec, rng: np.random.Generator) -> np.ndarray:
         return np.ones(spec.shape, dtype)
     if kind == "constant":
         return np.full(spec.shape, spec.init[1], dtype)
-    if kind not in ("uniform", "normal"):
+    if kind not in ("uniform", "normal", "trunc_normal"):
         raise ValueError(f"unknown init {spec.init!r}")  # an op's bug, not the user's
     fast = dtype in (np.float32, np.float64)
     draw_dtype = dtype if fast else np.float64
@@ -47,6 +47,12 @@ def _draw(spec: WeightSpec, rng: np.random.Generator) -> np.ndarray:
         a -= bound
     else:
         a = np.asarray(rng.standard_normal(spec.shape, dtype=draw_dtype))
+        if kind == "trunc_normal":
+            # Redraw what falls past two standard deviations: ~5% per round.
+            out = np.abs(a) > 2
+            while out.any():
+                a[out] = rng.standard_normal(int(out.sum()), dtype=draw_dtype)
+                out = np.abs(a) > 2
         a *= spec.init[1]
     return a if fast else a.astype(dtype)
 

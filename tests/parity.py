@@ -116,7 +116,7 @@ def assert_parity(op_name: str, params: dict, in_types: list[TensorType], seed: 
         with torch.no_grad():
             got = module(*[torch.from_numpy(feeds[f"x{i}"]) for i in range(len(in_types))])
         got = list(got) if isinstance(got, tuple) else [got]
-        expected = [t.numpy() for t in got]
+        expected = [t.detach().numpy() for t in got]  # a Param output is the parameter itself
         inferred = g.nodes["op"]["types"]
         model = to_onnx(g, state_dict_arrays(module), **_opset(opset))
         out_names = [f"y{i}" for i in range(len(expected))]

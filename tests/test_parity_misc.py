@@ -71,7 +71,14 @@ def reshape_case(draw):
     shape = _group(draw, factors)
     if draw(st.booleans()):
         shape[draw(small(0, len(shape) - 1))] = -1
-    return {"shape": shape}, [f32(*_group(draw, draw(st.permutations(factors))))]
+    x = f32(*_group(draw, draw(st.permutations(factors))))
+    if draw(st.booleans()):
+        # The whole shape, naming the symbolic batch somewhere in it (and a second symbolic dim).
+        x = x.with_shape(x.shape + (("L",) if draw(st.booleans()) else ()))
+        names = [d for d in x.shape if isinstance(d, str)]
+        for name in names:
+            shape.insert(draw(small(0, len(shape))), name)
+    return {"shape": shape}, [x]
 
 
 @st.composite
@@ -179,10 +186,11 @@ def attention_case(draw):
     e = heads * draw(small(1, 3))
     params = {"heads": heads, "bias": draw(st.booleans()), "causal": draw(st.booleans())}
     q = f32(draw(small(1, 4)), e)
+    ins = [q] if draw(st.booleans()) else [q, *[f32(draw(small(1, 4)), e)] * 2]
     if draw(st.booleans()):
-        return params, [q]
-    kv = f32(draw(small(1, 4)), e)
-    return params, [q, kv, kv]
+        # A key-padding mask over the keys (true = padding); random, so some rows are fully masked.
+        ins.append(TensorType("bool", ("N", ins[-1].shape[1])))
+    return params, ins
 
 
 @st.composite
@@ -190,7 +198,8 @@ def recurrent_case(draw):
     layers = draw(small(1, 2))
     params = {"hidden": draw(small(1, 4)), "layers": layers, "bidirectional": draw(st.booleans()),
               "batch_first": draw(st.booleans()), "bias": draw(st.booleans()),
-              "dropout": 0.25 if layers > 1 and draw(st.booleans()) else 0.0}
+              "dropout": 0.25 if layers > 1 and draw(st.booleans()) else 0.0,
+              "return_state": draw(st.booleans())}
     steps, features = draw(small(1, 4)), draw(small(1, 4))
     x = f32(steps, features) if params["batch_first"] else TensorType(F, (steps, "N", features))
     return params, [x]
@@ -309,6 +318,17 @@ EDGES = [
     # Sequence lengths as symbolic as the batch.
     ("MultiHeadAttention", {"heads": 2, "causal": True}, [f32("L", 4), f32("S", 4), f32("S", 4)], {}),
     ("GRU", {"hidden": 3, "layers": 3, "bidirectional": True}, [f32("L", 2)], {}),
+    # The final states of every layer and direction, stacked as torch does.
+    ("LSTM", {"hidden": 3, "layers": 3, "bidirectional": True, "return_state": True}, [f32("L", 2)], {}),
+    ("GRU", {"hidden": 2, "layers": 2, "batch_first": False, "return_state": True},
+     [TensorType(F, ("L", "N", 3))], {}),
+    # Reshapes that name the symbolic dims: the batch kept, two kept, two swapped.
+    ("Reshape", {"shape": ["N", 4, -1]}, [f32(2, 2, 3)], {}),
+    ("Reshape", {"shape": ["N", "L", 2, -1]}, [f32("L", 6)], {}),
+    ("Reshape", {"shape": ["L", "N", 6]}, [f32("L", 2, 3)], {}),
+    ("Reshape", {"shape": [2, -1]}, [TensorType(F, (2, 3, 2))], {}),
+    # A key-padding mask with causal masking, lengths symbolic.
+    ("MultiHeadAttention", {"heads": 2, "causal": True}, [f32("L", 4), TensorType("bool", ("N", "L"))], {}),
     # Every target ignored: both sides give NaN.
     ("CrossEntropy", {"ignore_index": 1, "label_smoothing": 0.2}, [f32(3)], {"int_range": (1, 2)}),
 ]

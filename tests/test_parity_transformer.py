@@ -29,9 +29,12 @@ def sequence_case(draw, params=None):
 def select_case(draw):
     rank = draw(small(2, 4))
     shape = [draw(small(1, 5)) for _ in range(rank - 1)]
-    axis = draw(small(1, rank - 1))
-    n = shape[axis - 1]
+    axis = draw(small(0, rank - 1))
     dim = axis - rank if draw(st.booleans()) else axis
+    if axis == 0:
+        # The symbolic batch: only the first and the last are sure to exist.
+        return {"dim": dim, "index": draw(st.sampled_from([0, -1]))}, [f32(*shape)]
+    n = shape[axis - 1]
     return {"dim": dim, "index": draw(small(-n, n - 1))}, [f32(*shape)]
 
 
@@ -58,6 +61,9 @@ EDGES = [
     ("AdaptiveAvgPool2d", {"output_size": 7}, [f32(2, 1, 1)]),
     ("AdaptiveAvgPool2d", {"output_size": (3, 5)}, [f32(2, 7, 6)]),
     ("Select", {"dim": 0, "index": -1}, [TensorType(F, (3, "N", 2))]),
+    # The first and the last of a symbolic dim: an RNN's last step over a sequence of any length.
+    ("Select", {"dim": 1, "index": -1}, [TensorType(F, ("N", "L", 2))]),
+    ("Select", {"dim": 0, "index": 0}, [f32(3)]),
 ]
 
 
@@ -72,7 +78,8 @@ def test_edge(op_name, params, in_types):
     ("PositionEmbedding", {}, TensorType("int64", ("N", 3, 4)), "float"),
     ("Select", {"dim": 1, "index": 3}, f32(3, 2), "out of range"),
     ("Select", {"dim": 3, "index": 0}, f32(3, 2), "dim=3"),
-    ("Select", {"dim": 0, "index": 0}, f32(3), "symbolic"),
+    ("Select", {"dim": 0, "index": 1}, f32(3), "only known at run time"),
+    ("Select", {"dim": 1, "index": -2}, TensorType(F, ("N", "L", 3)), "index -2 may not exist"),
 ])
 def test_shape_errors(op_name, params, in_type, message):
     op = get_op(op_name)

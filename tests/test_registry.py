@@ -9,7 +9,8 @@ import pytest
 from netspec.ops import REGISTRY
 from netspec.ops.registry import Op, Params, PosInt, register
 
-PARITY_MODULES = ("tests.test_parity_layers", "tests.test_parity_misc", "tests.test_parity_transformer")
+PARITY_MODULES = ("tests.test_parity_layers", "tests.test_parity_misc", "tests.test_parity_transformer",
+                  "tests.test_parity_tensor_ops")
 
 
 def covered_ops() -> set[str]:

@@ -6,10 +6,10 @@ Every module in this package except `registry` defines ops, so adding a file is 
 import importlib
 import pkgutil
 
-from .registry import REGISTRY, Call, Op, WeightSpec, get_op, param_count  # noqa: F401
+from .registry import REGISTRY, Attr, Call, Op, WeightSpec, get_op, param_count  # noqa: F401
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _mod != "registry" and not _mod.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod}")
 
-__all__ = ["REGISTRY", "Call", "Op", "WeightSpec", "get_op", "param_count"]
+__all__ = ["REGISTRY", "Attr", "Call", "Op", "WeightSpec", "get_op", "param_count"]

@@ -9,8 +9,9 @@ An op class, registered with `@register`, defines side by side:
 - ``shape(p, ins)``: input TensorTypes -> output TensorTypes, or ``OpError``.
 - ``weights(p, ins)``: name -> WeightSpec; the names are exactly the keys of the torch
   module's ``state_dict()``, and trainable ones make the parameter count.
-- ``torch(p, ins)``: an ``nn.Module``, or a `Call` of a torch function for stateless ops
-  (torch is imported inside, so `check` never needs it).
+- ``torch(p, ins)``: an ``nn.Module``, or a `Call` of a torch function for stateless ops, or an
+  `Attr` for an op whose output is its own state (torch is imported inside, so `check` never
+  needs it).
 - ``onnx(ctx)``: emits ONNX nodes computing ``ctx.outputs`` from ``ctx.inputs``.
 - ``outputs(p)``: how many outputs (1 unless overridden).
 - ``flops(p, ins, outs)``: multiply-accumulates, for the summary.
@@ -70,7 +71,8 @@ class WeightSpec:
 
     ``init`` is one of ``("zeros",)``, ``("ones",)``, ``("uniform", bound)`` (U(-bound, bound),
     torch's default for Linear and Conv weights and biases with bound = 1/sqrt(fan_in)),
-    ``("normal", std)``; `netspec.weights` draws them with numpy when torch is absent.
+    ``("normal", std)``, ``("trunc_normal", std)`` (cut at two std), ``("constant", value)``;
+    `netspec.weights` draws them with numpy when torch is absent.
     """
 
     shape: tuple[int, ...]
@@ -120,6 +122,18 @@ class Call:
     target: Any
     kwargs: dict = field(default_factory=dict)
     pack: bool = False
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A lowering whose output is a tensor of the op's own state (a learnable `Param`).
+
+    `module` joins the network under the layer's name and the generated forward reads
+    ``self.<layer>.<attr>`` (an fx get_attr), so the tensor is a plain attribute read, not a call.
+    """
+
+    module: Any
+    attr: str = "weight"
 
 
 class Op:

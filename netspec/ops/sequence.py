@@ -63,29 +63,52 @@ def _attention_module():
     from torch import nn
 
     class Attention(nn.MultiheadAttention):
-        """nn.MultiheadAttention (its state-dict keys unchanged) returning only the output."""
+        """nn.MultiheadAttention (its state-dict keys unchanged) returning only the output.
 
-        def __init__(self, embed_dim, heads, dropout, bias, causal):
+        It is called with (x) or (query, key, value), then a key-padding mask when it has one.
+        """
+
+        def __init__(self, embed_dim, heads, dropout, bias, causal, masked=False):
             super().__init__(embed_dim, heads, dropout=dropout, bias=bias, batch_first=True)
             self.causal = causal
+            self.masked = masked
 
-        def forward(self, query, key=None, value=None):
-            if key is None:
-                key = value = query
+        def forward(self, *xs):
+            padding = xs[-1] if self.masked else None
+            xs = xs[:-1] if self.masked else xs
+            query, key, value = xs if len(xs) == 3 else xs * 3
             mask = None
             if self.causal:
                 mask = torch.ones(query.shape[1], key.shape[1], dtype=torch.bool, device=query.device).triu(1)
-            return super().forward(query, key, value, need_weights=False, attn_mask=mask)[0]
+            if padding is None:
+                return super().forward(query, key, value, need_weights=False, attn_mask=mask)[0]
+            # Past the module's inference fast path, which gives NaN for a query whose keys are
+            # all padding where training (and ONNX) give the zero vector.
+            y, _ = nn.functional.multi_head_attention_forward(
+                query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1), self.embed_dim,
+                self.num_heads, self.in_proj_weight, self.in_proj_bias, None, None, False, self.dropout,
+                self.out_proj.weight, self.out_proj.bias, training=self.training, key_padding_mask=padding,
+                need_weights=False, attn_mask=mask)
+            return y.transpose(0, 1)
 
     return Attention
+
+
+def _attention_inputs(ins: list) -> tuple[list, TensorType | None]:
+    """The (query[, key, value]) inputs and the key-padding mask, if the last input is one."""
+    if ins and ins[-1].dtype == "bool":
+        return ins[:-1], ins[-1]
+    return ins, None
 
 
 @register
 class MultiHeadAttention(Op):
     doc = ("Scaled dot-product attention with `heads` heads over [N, L, E]: one input attends to itself, "
-           "three are (query, key, value). E is inferred.")
+           "three are (query, key, value); a last bool [N, S] input masks keys out where true (padding), "
+           "as torch's key_padding_mask (a query whose keys are all masked gets zero attention). E is "
+           "inferred; causal=true lets position i see positions <= i only.")
     positional = ("heads",)
-    arity = (1, 3)
+    arity = (1, 4)
 
     class Params(Params):
         heads: PosInt
@@ -95,8 +118,10 @@ class MultiHeadAttention(Op):
 
     @staticmethod
     def shape(p, ins):
-        if len(ins) == 2:
-            raise OpError("expects 1 input (self-attention) or 3 (query, key, value), got 2")
+        ins, mask = _attention_inputs(ins)
+        if len(ins) not in (1, 3):
+            raise OpError(f"expects 1 input (self-attention) or 3 (query, key, value), then an optional bool "
+                          f"key-padding mask, got {len(ins)} float input{'s' if len(ins) != 1 else ''}")
         for t in ins:
             check_rank(t, 3, "[N, L, E] input")
             if not is_float(t):
@@ -113,6 +138,12 @@ class MultiHeadAttention(Op):
                 raise OpError(f"key and value need one length, got {k} and {v}")
             if not q.shape[0] == k.shape[0] == v.shape[0]:
                 raise OpError(f"query, key and value need one batch size, got {q}, {k}, {v}")
+        if mask is not None:
+            k = ins[-2] if len(ins) == 3 else q
+            want = (k.shape[0], k.shape[1])
+            if mask.shape != want:
+                raise OpError(f"the key-padding mask must be bool[{want[0]},{want[1]}] (batch, key length), "
+                              f"got {mask.full()}", hint="true marks a key to ignore, as torch's key_padding_mask")
         return [q]
 
     @staticmethod
@@ -127,7 +158,8 @@ class MultiHeadAttention(Op):
 
     @staticmethod
     def torch(p, ins):
-        return _attention_module()(ins[0].shape[2], p.heads, p.dropout, p.bias, p.causal)
+        masked = _attention_inputs(ins)[1] is not None
+        return _attention_module()(ins[0].shape[2], p.heads, p.dropout, p.bias, p.causal, masked)
 
     @staticmethod
     def onnx(ctx):
@@ -135,7 +167,9 @@ class MultiHeadAttention(Op):
         p, q_type = ctx.params, ctx.in_types[0]
         e = q_type.shape[2]
         h, d = p.heads, e // p.heads
-        xs = ctx.inputs * 3 if len(ctx.inputs) == 1 else ctx.inputs
+        masked = _attention_inputs(ctx.in_types)[1] is not None
+        xs = ctx.inputs[:-1] if masked else ctx.inputs
+        xs = xs * 3 if len(xs) == 1 else xs
         ws = ctx.node("Split", [ctx.weight("in_proj_weight")], n_out=3, axis=0)
         bs = ctx.node("Split", [ctx.weight("in_proj_bias")], n_out=3, axis=0) if p.bias else [None] * 3
 
@@ -161,7 +195,17 @@ class MultiHeadAttention(Op):
             if q_type.dtype != "float32":
                 (mask,) = ctx.node("CastLike", [mask, scores])
             (scores,) = ctx.node("Add", [scores, mask])
+        if masked:
+            # -inf where a key is padding, broadcast over heads and queries: [N, 1, 1, S].
+            zero, minus_inf = (scalar(ctx, v, xs[0], q_type) for v in (0.0, -np.inf))
+            (bias,) = ctx.node("Where", [ctx.inputs[-1], minus_inf, zero])
+            (bias,) = ctx.node("Unsqueeze", [bias, ctx.const(np.array([1, 2], dtype=np.int64), "axes")])
+            (scores,) = ctx.node("Add", [scores, bias])
         (attn,) = ctx.node("Softmax", [scores], axis=-1)
+        if masked:
+            # A query whose keys are all padding attends to nothing (torch's safe softmax): 0, not NaN.
+            (nan,) = ctx.node("IsNaN", [attn])
+            (attn,) = ctx.node("Where", [nan, scalar(ctx, 0.0, xs[0], q_type), attn])
         (y,) = ctx.node("MatMul", [attn, v])
         (y,) = ctx.node("Transpose", [y], perm=[0, 2, 1, 3])
         (y,) = ctx.node("Reshape", [y, ctx.const(np.array([0, 0, e], dtype=np.int64), "merged_shape")])
@@ -174,6 +218,7 @@ class MultiHeadAttention(Op):
 
     @staticmethod
     def flops(p, ins, outs):
+        ins = _attention_inputs(ins)[0]
         q, k = ins[0], ins[1] if len(ins) == 3 else ins[0]
         e = q.shape[2]
         lq, lk = q.per_item_numel() // e, k.per_item_numel() // e
@@ -185,20 +230,28 @@ def _recurrent_module(base: str):
     from torch import nn
 
     class Recurrent(getattr(nn, base)):
-        """nn.LSTM / nn.GRU (state-dict keys unchanged) returning only the output sequence."""
+        """nn.LSTM / nn.GRU (state-dict keys unchanged) returning the output sequence, and with
+        `return_state` the final state too: (output, h_n) for a GRU, (output, h_n, c_n) for an LSTM."""
+
+        return_state = False
 
         def forward(self, x):
-            return super().forward(x)[0]
+            y, state = super().forward(x)
+            if not self.return_state:
+                return y
+            return (y, *state) if isinstance(state, tuple) else (y, state)
 
     Recurrent.__name__ = Recurrent.__qualname__ = base
     return Recurrent
 
 
 class _Recurrent(Op):
-    """An RNN over [N, L, features] (or [L, N, features]), returning every step's hidden state."""
+    """An RNN over [N, L, features] (or [L, N, features]), returning every step's hidden state
+    and, with `return_state`, the last step's state of every layer and direction."""
 
     positional = ("hidden",)
     gates = 0
+    states: tuple[str, ...] = ()  # the final states torch returns, in its order
     # ONNX gate order as indices into torch's gate order.
     onnx_order: tuple[int, ...] = ()
 
@@ -209,9 +262,14 @@ class _Recurrent(Op):
         batch_first: bool = True
         bias: bool = True
         dropout: Probability = 0.0  # between stacked layers, while training
+        return_state: bool = False  # also output h_n (and an LSTM's c_n): [layers * directions, N, hidden]
 
-    @staticmethod
-    def shape(p, ins):
+    @classmethod
+    def outputs(cls, p) -> int:
+        return 1 + len(cls.states) if p.return_state else 1
+
+    @classmethod
+    def shape(cls, p, ins):
         (x,) = ins
         check_rank(x, 3, "[N, L, features] input" if p.batch_first else "[L, N, features] input")
         if not is_float(x):
@@ -220,7 +278,12 @@ class _Recurrent(Op):
         if p.dropout and p.layers == 1:
             raise OpError("dropout acts between stacked layers, and there is only one", param="dropout",
                           hint="set layers=2 or more, or drop `dropout`")
-        return [x.with_shape(x.shape[:2] + (p.hidden * (2 if p.bidirectional else 1),))]
+        dirs = 2 if p.bidirectional else 1
+        y = x.with_shape(x.shape[:2] + (p.hidden * dirs,))
+        if not p.return_state:
+            return [y]
+        state = x.with_shape((p.layers * dirs, x.shape[0 if p.batch_first else 1], p.hidden))
+        return [y] + [state] * len(cls.states)
 
     @classmethod
     def weights(cls, p, ins):
@@ -240,9 +303,11 @@ class _Recurrent(Op):
 
     @classmethod
     def torch(cls, p, ins):
-        return _recurrent_module(cls.name)(ins[0].shape[2], p.hidden, num_layers=p.layers, bias=p.bias,
-                                           batch_first=p.batch_first, dropout=p.dropout,
-                                           bidirectional=p.bidirectional)
+        module = _recurrent_module(cls.name)(ins[0].shape[2], p.hidden, num_layers=p.layers, bias=p.bias,
+                                             batch_first=p.batch_first, dropout=p.dropout,
+                                             bidirectional=p.bidirectional)
+        module.return_state = p.return_state
+        return module
 
     @classmethod
     def _stacked(cls, ctx, keys: list[str]) -> str:
@@ -267,20 +332,31 @@ class _Recurrent(Op):
             (x,) = ctx.node("Transpose", [x], perm=[1, 0, 2])  # ONNX RNNs read [L, N, features]
         merged = ctx.const(np.array([0, 0, len(dirs) * p.hidden], dtype=np.int64), "merged_shape")
         attrs = {"linear_before_reset": 1} if cls.name == "GRU" else {}
+        finals: list[list[str]] = [[] for _ in cls.states]  # per state, each layer's [dirs, N, hidden]
         for layer in range(p.layers):
             w = cls._stacked(ctx, [[f"weight_ih_l{layer}{s}"] for s in dirs])
             r = cls._stacked(ctx, [[f"weight_hh_l{layer}{s}"] for s in dirs])
             inputs = [x, w, r]
             if p.bias:
                 inputs.append(cls._stacked(ctx, [[f"bias_ih_l{layer}{s}", f"bias_hh_l{layer}{s}"] for s in dirs]))
-            (y,) = ctx.node(cls.name, inputs, hidden_size=p.hidden,
-                            direction="bidirectional" if p.bidirectional else "forward", **attrs)
+            (y, *states) = ctx.node(cls.name, inputs, n_out=1 + (len(cls.states) if p.return_state else 0),
+                                    hidden_size=p.hidden,
+                                    direction="bidirectional" if p.bidirectional else "forward", **attrs)
+            for final, state in zip(finals, states):
+                final.append(state)
             # Y is [L, dirs, N, hidden]; torch gives [L, N, dirs * hidden].
             (y,) = ctx.node("Transpose", [y], perm=[0, 2, 1, 3])
             last = layer == p.layers - 1 and not p.batch_first
-            (x,) = ctx.node("Reshape", [y, merged], ctx.outputs if last else None)
+            (x,) = ctx.node("Reshape", [y, merged], ctx.outputs[:1] if last else None)
         if p.batch_first:
-            ctx.node("Transpose", [x], ctx.outputs, perm=[1, 0, 2])
+            ctx.node("Transpose", [x], ctx.outputs[:1], perm=[1, 0, 2])
+        if p.return_state:
+            # torch stacks the layers' states as [layers * dirs, N, hidden], layer by layer.
+            for final, out in zip(finals, ctx.outputs[1:]):
+                if len(final) == 1:
+                    ctx.node("Identity", final, [out])
+                else:
+                    ctx.node("Concat", final, [out], axis=0)
 
     @classmethod
     def flops(cls, p, ins, outs):
@@ -296,13 +372,17 @@ class _Recurrent(Op):
 
 @register
 class LSTM(_Recurrent):
-    doc = "A long short-term memory RNN, returning the output sequence [N, L, hidden * directions]."
+    doc = ("A long short-term memory RNN, returning the output sequence [N, L, hidden * directions]; with "
+           "return_state=true also h_n and c_n, each [layers * directions, N, hidden] as torch gives them.")
     gates = 4
+    states = ("h_n", "c_n")
     onnx_order = (0, 3, 1, 2)  # torch: input, forget, cell, output; ONNX: input, output, forget, cell
 
 
 @register
 class GRU(_Recurrent):
-    doc = "A gated recurrent unit RNN, returning the output sequence [N, L, hidden * directions]."
+    doc = ("A gated recurrent unit RNN, returning the output sequence [N, L, hidden * directions]; with "
+           "return_state=true also h_n, [layers * directions, N, hidden] as torch gives it.")
     gates = 3
+    states = ("h_n",)
     onnx_order = (1, 0, 2)  # torch: reset, update, new; ONNX: update, reset, hidden

@@ -94,61 +94,112 @@ class Flatten(Op):
         onnx_reshape(ctx, ctx.inputs[0], x, out, source, ctx.outputs)
 
 
+def reshape_with_runtime_dims(x, shape):
+    """torch.reshape to `shape`, whose entries are sizes or ("dim", i): the input's dim i at run time."""
+    return x.reshape([x.shape[d[1]] if isinstance(d, tuple) else d for d in shape])
+
+
 @register
 class Reshape(Op):
-    doc = ("Reshape every dim but the batch (dim 0, which stays as it is): `shape` lists the new "
-           "dims after it, one of which may be -1.")
+    doc = ("Reshape every dim but the batch (dim 0, which stays as it is): `shape` lists the new dims after "
+           "it, one of which may be -1. A shape that names a symbolic dim is the whole shape instead: "
+           "Reshape([N, 4, -1]); each symbolic dim of the input must be named once, and keeps its size.")
     positional = ("shape",)
 
     class Params(Params):
-        shape: list[Int]
+        shape: list[Int | str]
 
         @field_validator("shape")
         @classmethod
         def _valid(cls, v):
-            if any(d == 0 or d < -1 for d in v):
+            sizes = [d for d in v if isinstance(d, int)]
+            if any(d == 0 or d < -1 for d in sizes):
                 raise ValueError(f"dims must be positive or -1, got {v}")
-            if v.count(-1) > 1:
+            if sizes.count(-1) > 1:
                 raise ValueError(f"at most one dim may be -1, got {v}")
+            names = [d for d in v if isinstance(d, str)]
+            if any(not d.isidentifier() for d in names):
+                raise ValueError(f"a symbolic dim is a name such as N, got {v}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"a symbolic dim is named twice in {v}")
             return v
 
     @staticmethod
-    def _dims(p, x: TensorType) -> list[int]:
-        """The new dims after the batch, with -1 resolved."""
+    def _named(p) -> bool:
+        return any(isinstance(d, str) for d in p.shape)
+
+    @staticmethod
+    def _show(shape) -> str:
+        return "[" + ",".join(map(str, shape)) + "]"
+
+    @staticmethod
+    def _resolve(p, x: TensorType, have: int, want) -> list:
+        """`want` (sizes, -1, names) with -1 resolved, given the input's `have` fixed elements per item."""
+        known = math.prod(d for d in want if isinstance(d, int) and d != -1)
+        target = Reshape._show(want)
+        if -1 in want:
+            if have % known:
+                raise OpError(f"cannot reshape {x} to {target}: {have} elements per item are not a multiple "
+                              f"of {known}", param="shape")
+            return [have // known if d == -1 else d for d in want]
+        if have != known:
+            raise OpError(f"cannot reshape {x} to {target}: {have} elements per item, the new shape holds {known}",
+                          param="shape", hint=None if Reshape._named(p) else "`shape` excludes the batch dim 0")
+        return list(want)
+
+    @staticmethod
+    def _dims(p, x: TensorType) -> list:
+        """The whole output shape."""
         if x.rank == 0:
             raise OpError("cannot reshape a scalar: it has no batch dim to keep")
+        if Reshape._named(p):
+            sym = [d for d in x.shape if isinstance(d, str)]
+            names = [d for d in p.shape if isinstance(d, str)]
+            for d in names:
+                if d not in sym:
+                    raise OpError(f"{d} in shape={Reshape._show(p.shape)} is not a symbolic dim of {x}", param="shape",
+                                  hint=f"name the input's symbolic dims: {', '.join(sym)}" if sym else
+                                  "the input has no symbolic dim; list fixed sizes only")
+            missing = [d for d in sym if d not in names]
+            if missing:
+                raise OpError(f"shape={Reshape._show(p.shape)} does not name the symbolic dim {missing[0]} of {x}, "
+                              "so the sizes cannot be checked", param="shape",
+                              hint="each symbolic dim keeps its size: name it once in the shape")
+            if len(set(sym)) != len(sym):
+                raise OpError(f"cannot reshape {x}: a symbolic dim appears twice in it", param="shape")
+            have = math.prod(d for d in x.shape if isinstance(d, int))
+            return Reshape._resolve(p, x, have, p.shape)
         rest = x.shape[1:]
         sym = [d for d in rest if isinstance(d, str)]
         if sym:
             raise OpError(f"cannot reshape {x}: dim {x.shape.index(sym[0], 1)} is symbolic ({sym[0]}); "
-                          "only the batch dim 0 may be", param="shape")
-        have = math.prod(rest)
-        known = math.prod(d for d in p.shape if d != -1)
-        if -1 in p.shape:
-            if have % known:
-                raise OpError(f"cannot reshape {x} to [{x.shape[0]},{','.join(map(str, p.shape))}]: "
-                              f"{have} elements per item are not a multiple of {known}", param="shape")
-            return [have // known if d == -1 else d for d in p.shape]
-        if have != known:
-            raise OpError(f"cannot reshape {x} to [{x.shape[0]},{','.join(map(str, p.shape))}]: "
-                          f"{have} elements per item, the new shape holds {known}", param="shape",
-                          hint="`shape` excludes the batch dim 0")
-        return list(p.shape)
+                          "only the batch dim 0 may be", param="shape",
+                          hint=f"name the symbolic dims to keep them, e.g. shape=[{x.shape[0]}, {sym[0]}, -1]")
+        return [x.shape[0], *Reshape._resolve(p, x, math.prod(rest), p.shape)]
 
     @staticmethod
     def shape(p, ins):
         (x,) = ins
-        return [x.with_shape((x.shape[0], *Reshape._dims(p, x)))]
+        return [x.with_shape(Reshape._dims(p, x))]
 
     @staticmethod
     def torch(p, ins):
         import torch
-        return Call(torch.reshape, {"shape": (-1, *Reshape._dims(p, ins[0]))})
+        x = ins[0]
+        dims = Reshape._dims(p, x)
+        sym = [j for j, d in enumerate(dims) if isinstance(d, str)]
+        if len(sym) <= 1:
+            # Every other size is known, so the one symbolic dim is what is left: -1.
+            return Call(torch.reshape, {"shape": tuple(-1 if isinstance(d, str) else d for d in dims)})
+        return Call(reshape_with_runtime_dims,
+                    {"shape": tuple(("dim", x.shape.index(d)) if isinstance(d, str) else d for d in dims)})
 
     @staticmethod
     def onnx(ctx):
         x = ctx.in_types[0]
-        onnx_reshape(ctx, ctx.inputs[0], x, ctx.out_types[0].shape, {0: 0}, ctx.outputs)
+        out = ctx.out_types[0].shape
+        source = {j: x.shape.index(d) for j, d in enumerate(out) if isinstance(d, str)}
+        onnx_reshape(ctx, ctx.inputs[0], x, out, source, ctx.outputs)
 
 
 @register

@@ -127,7 +127,8 @@ class PositionEmbedding(Op):
 
 @register
 class Select(Op):
-    doc = "Take the slice at `index` along `dim`, dropping that dim: Select(1, 0) reads ViT's class token."
+    doc = ("Take the slice at `index` along `dim`, dropping that dim: Select(1, 0) reads ViT's class token, "
+           "Select(1, -1) an RNN's last step (on a symbolic dim, only 0 and -1).")
     positional = ("dim", "index")
 
     class Params(Params):
@@ -139,7 +140,13 @@ class Select(Op):
         axis = norm_axis(p.dim, x.rank)
         if axis is None:
             raise OpError(f"dim={p.dim} is out of range for the {x.rank}-d input {x}", param="dim")
-        n = static_dim(x, axis, "size to select from")
+        n = x.shape[axis]
+        if isinstance(n, str):
+            # Only the first and the last exist whatever the size turns out to be.
+            if p.index not in (0, -1):
+                raise OpError(f"index {p.index} may not exist in dim {axis} of {x}, whose size {n} is only known "
+                              "at run time", param="index", hint="on a symbolic dim, select 0 (first) or -1 (last)")
+            return axis
         if not -n <= p.index < n:
             raise OpError(f"index {p.index} is out of range for dim {axis} of size {n} in {x}", param="index")
         return axis
