@@ -180,6 +180,16 @@ class IfStmt(Node):
 
 
 @dataclass
+class ParamDecl(Node):
+    """`param cls: float32[1, 1, 768] = zeros`: a learnable tensor."""
+
+    name: str
+    type: TensorTypeE
+    init: Any | None
+    name_span: Span | None = None
+
+
+@dataclass
 class AssertStmt(Node):
     cond: Any
     message: Any | None

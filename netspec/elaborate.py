@@ -27,7 +27,10 @@ from .values import (FUNCTIONS, Layer, Symbolic, Tensor, arithmetic, call_functi
                      is_tensorish as _is_tensorish, kind as _kind, show as _show, tensors_of as _tensors)
 
 MAX_REPEAT = 10_000
-STUB_AFTER = 4_096  # layers built before repeated block expansions are only counted
+STUB_AFTER = 4_096
+# A param's initial values: name -> the parameter its one positional argument sets.
+PARAM_INITS = {"zeros": None, "ones": None, "normal": "std", "uniform": "std", "trunc_normal": "std",
+               "constant": "value"}  # layers built before repeated block expansions are only counted
 MAX_BLOCK_DEPTH = 64
 
 __all__ = ["elaborate_file", "Elaborator", "MAX_LAYERS", "Override", "constant"]
@@ -217,6 +220,8 @@ class Elaborator:
             self.exec_block(s.then if cond else s.other, scope)
         elif isinstance(s, ast.AssertStmt):
             self._assert(s, scope)
+        elif isinstance(s, ast.ParamDecl):
+            self._param(s, scope)
         elif isinstance(s, ast.LossStmt):
             self._loss(s, scope)
         elif isinstance(s, ast.TrainDef):
@@ -236,6 +241,32 @@ class Elaborator:
             message = m if isinstance(m, str) else _show(m)
         notes = tuple((f"in block {label}, used here", span) for label, span in reversed(scope.context[-4:]))
         raise ParamProblem(message, s.cond.span, notes=notes)
+
+    def _param(self, s: ast.ParamDecl, scope: Scope) -> None:
+        """`param NAME: DTYPE[DIMS] = INIT` is a `Param` layer named NAME."""
+        op = get_op("Param")
+        if op is None:
+            raise NameProblem("'param' needs the Param op, which this netspec lacks", s.span)
+        self._check_new(scope, s.name, s.name_span)
+        t = self.tensor_type(s.type, scope)
+        for d, e in zip(t.shape, s.type.dims):
+            if isinstance(d, str):
+                raise ShapeProblem(f"a param has fixed dims; '{d}' is symbolic", e.span)
+        kw = {"shape": (tuple(t.shape), s.type.span, None, None), "dtype": (t.dtype, s.type.span, None, None)}
+        if s.init is not None:
+            init = s.init.func if isinstance(s.init, ast.Call) else s.init
+            if not isinstance(init, ast.Name) or init.id not in PARAM_INITS:
+                raise ParamProblem("a param's initial value is one of " + ", ".join(PARAM_INITS), s.init.span,
+                                   hint="for example: param scale: float32[64, 1, 1] = constant(1e-6)")
+            kw["init"] = (init.id, init.span, None, None)
+            for a in (s.init.args if isinstance(s.init, ast.Call) else []):
+                key = a.name or PARAM_INITS[init.id]
+                if key is None:
+                    raise ParamProblem(f"{init.id} takes no value", a.span)
+                kw[key] = (self.evaluate(a.value, scope), a.value.span, a.name_span, self._origin(a.value, scope))
+        layer = Layer(op, [], kw, span=s.span, name=s.name)
+        value = self.apply(layer, [], scope, Namer(scope, s.name, True))
+        self._define_var(scope, s.name, value, s.name_span)
 
     def _inputs(self, s: ast.InputDecl, scope: Scope) -> None:
         if not scope.is_network:
@@ -929,6 +960,8 @@ def _assigned(stmts: list) -> list[str]:
         if isinstance(s, ast.Assign):
             names += s.names
         elif isinstance(s, ast.OutputDecl) and s.value is not None:
+            names.append(s.name)
+        elif isinstance(s, ast.ParamDecl):
             names.append(s.name)
         elif isinstance(s, ast.IfStmt):
             names += _assigned(s.then) + _assigned(s.other)

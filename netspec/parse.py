@@ -18,7 +18,7 @@ from .errors import LimitProblem, Span, SyntaxProblem, remember_source
 MAX_DEPTH = 200
 
 KEYWORDS = {"import", "from", "block", "network", "input", "target", "output", "loss", "train",
-            "if", "else", "true", "false", "and", "or", "not", "as", "assert", "for"}
+            "if", "else", "true", "false", "and", "or", "not", "as", "assert", "for", "param"}
 
 MAX_QUOTED = 40  # characters of a token quoted in a syntax error
 
@@ -164,6 +164,9 @@ class _ToAst(Transformer):
         if isinstance(other, ast.IfStmt):
             other = [other]
         return ast.IfStmt(self.s(meta), c[0], c[1], other or [])
+
+    def param_decl(self, meta, c):
+        return ast.ParamDecl(self.s(meta), str(c[0]), c[1], c[2], _tok_span(self.path, c[0]))
 
     def assert_stmt(self, meta, c):
         return ast.AssertStmt(self.s(meta), c[0], c[1])

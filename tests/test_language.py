@@ -774,3 +774,49 @@ def test_python_values_are_passed_as_values(spec, tmp_path):
     assert shapes(s) == {"logits": "float32[N,7]"}
     with pytest.raises(ParamProblem, match="not dict"):
         load(ROOT / "models" / "resnet.net", "ResNet", params={"classes": {"a": 1}})
+
+
+def test_params_are_learnable_layers_named_after_their_declaration(spec):
+    s = spec('''
+        network Net {
+            input x: float32[N, 4]
+            param scale: float32[1, 4] = ones
+            output y = Mul(x, scale) -> Linear(2)
+        }
+    ''')
+    assert layers(s)["scale"] == ("Param", "[1,4]")
+    assert s.graph.nodes["scale"]["params"].init == "ones"
+    from netspec.errors import ShapeProblem
+    with pytest.raises(ShapeProblem, match="fixed dims"):
+        spec('''
+            network Net {
+                input x: float32[N, 4]
+                param bad: float32[N, 4]
+                output y = Mul(x, bad)
+            }
+        ''')
+    with pytest.raises(ParamProblem, match="initial value"):
+        spec('''
+            network Net {
+                input x: float32[N, 4]
+                param bad: float32[1, 4] = gaussian
+                output y = Mul(x, bad)
+            }
+        ''')
+
+
+def test_tensor_slices_follow_python_and_refuse_plain_indices(spec):
+    s = spec('''
+        network Net {
+            input x: float32[N, 3, 10, 10]
+            output y = x[:, 1:, 2:-2, ::3]
+        }
+    ''')
+    assert shapes(s) == {"y": "float32[N,2,6,4]"}
+    with pytest.raises(ParamProblem, match="Select"):
+        spec('''
+            network Net {
+                input x: float32[N, 3, 10, 10]
+                output y = x[:, 0]
+            }
+        ''')
