@@ -25,6 +25,17 @@ class Tensor:
     span: Span
 
 
+@dataclass
+class Binding:
+    """What a name in a scope holds, and whether it was used."""
+
+    value: Any
+    span: Span | None
+    used: bool = False
+    is_output: bool = False
+    origin: str | None = None  # "--set NAME=VALUE" when the value came from the command line
+
+
 @dataclass(frozen=True)
 class Symbolic:
     """A dim known only at run time, such as the batch size N."""

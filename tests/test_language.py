@@ -702,8 +702,8 @@ def test_blocks_doubling_forty_times_are_refused_by_counting(tmp_path):
 
 
 def test_a_large_network_counted_with_placeholders_is_then_built_in_full(spec, monkeypatch):
-    from netspec import elaborate
-    monkeypatch.setattr(elaborate, "STUB_AFTER", 3)
+    from netspec import expansion
+    monkeypatch.setattr(expansion, "STUB_SIZE", 2)
     s = spec('''
         block B() {
             out = in -> Linear(4) -> ReLU
