@@ -23,7 +23,7 @@ from .ops import REGISTRY, get_op
 from .parse import deep_stack, parse
 from .types import DTYPES, TensorType
 from .values import (FUNCTIONS, Binding, Layer, Symbolic, Tensor, is_tensorish as _is_tensorish, kind as _kind,
-                     show as _show)
+                     reset_budget, show as _show)
 
 # A param's initial values: name -> the parameter its one positional argument sets.
 PARAM_INITS = {"zeros": None, "ones": None, "normal": "std", "uniform": "std", "trunc_normal": "std",
@@ -389,6 +389,7 @@ def elaborate_file(path: str, network: str | None = None, overrides: dict[str, O
                    loader: Loader | None = None) -> nx.DiGraph:
     """Build the graph of one network of a .net file (the only one, when `network` is None)."""
     loader = loader or Loader()
+    reset_budget()
     with deep_stack():
         try:
             e = Elaborator(loader)

@@ -7,6 +7,7 @@ dim read from a shape (`x.shape[0]` when the batch is `N`), which no arithmetic 
 
 from __future__ import annotations
 
+import contextvars
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,15 @@ from .graph import Ref
 MAX_ITEMS = 100_000  # items of one list (a stage table has tens)
 MAX_STRING = 10_000  # characters of one string
 MAX_INT_BITS = 256  # an int past 2**256 is a runaway expression, not a size
+MAX_TOTAL = 10_000_000  # list items and characters made while elaborating one network
+
+# Items made so far, so that nested lists ([[0] * 100000 for i in range(100000)]) stay bounded
+# too; `elaborate_file` starts each network at zero.
+_made = contextvars.ContextVar("netspec_values_made", default=0)
+
+
+def reset_budget() -> None:
+    _made.set(0)
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,12 @@ def check_size(v, span: Span):
         raise LimitProblem(f"a string of {len(v):,} characters (at most {MAX_STRING:,})", span)
     if isinstance(v, tuple) and len(v) > MAX_ITEMS:
         raise LimitProblem(f"a list of {len(v):,} items (at most {MAX_ITEMS:,})", span)
+    if isinstance(v, (tuple, str)) and len(v) > 1:
+        made = _made.get() + len(v)
+        _made.set(made)
+        if made > MAX_TOTAL:
+            raise LimitProblem(f"the spec's compile-time values grow past {MAX_TOTAL:,} items in all", span,
+                               hint="a list or string is built over and over here")
     return v
 
 

@@ -820,3 +820,14 @@ def test_tensor_slices_follow_python_and_refuse_plain_indices(spec):
                 output y = x[:, 0]
             }
         ''')
+
+
+def test_nested_lists_are_bounded_in_all(spec):
+    from netspec.errors import LimitProblem
+    with pytest.raises(LimitProblem, match="in all"):
+        spec('''
+            network Net(rows = [[0] * 100000 for i in range(100000)]) {
+                input x: float32[N, 2]
+                output y = x -> Linear(len(rows))
+            }
+        ''')
