@@ -164,7 +164,8 @@ class Expressions:
             if start is None and stop is None and step in (None, 1):
                 continue
             axes.append(axis)
-            starts.append(0 if start is None else start)
+            backwards = step is not None and step < 0
+            starts.append((-1 if backwards else 0) if start is None else start)
             ends.append(stop)
             steps.append(1 if step is None else step)
         if not axes:
@@ -351,8 +352,6 @@ class Expressions:
             for step in self._step(item, scope, namer):
                 v = self.apply(step, _tensors(v), scope, namer)
         return v
-
-    # Applying layers -----------------------------------------------------------------------
 
 
 def _sourceless(layer: Layer) -> bool:

@@ -831,3 +831,16 @@ def test_nested_lists_are_bounded_in_all(spec):
                 output y = x -> Linear(len(rows))
             }
         ''')
+
+
+def test_a_reversing_slice_starts_from_the_end(spec):
+    s = spec('''
+        network Net {
+            input x: float32[N, 5]
+            output y = x[:, ::-2]
+        }
+    ''')
+    assert shapes(s) == {"y": "float32[N,3]"}
+    (name,) = layers(s)
+    assert s.graph.nodes[name]["params"].starts == [-1]
+
