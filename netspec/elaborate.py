@@ -395,6 +395,7 @@ def elaborate_file(path: str, network: str | None = None, overrides: dict[str, O
             e = Elaborator(loader)
             g = e.network(path, network, overrides)
             if e.partial:  # a large network, counted with placeholders: build it in full
+                reset_budget()
                 g = Elaborator(loader, stubs=False).network(path, network, overrides)
             return g
         except RecursionError:
