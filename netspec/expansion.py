@@ -5,9 +5,11 @@ past `STUB_AFTER` layers is credited from memory instead of built (see `Elaborat
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from . import ast
 from .builder import MAX_LAYERS, Namer, Scope, add_layer, op_params, tensor_type
-from .errors import GraphProblem, LimitProblem, Span
+from .errors import GraphProblem, LimitProblem, NetspecError, Span
 from .graph import Ref
 from .values import Binding, Layer, Tensor, is_tensorish as _is_tensorish, kind as _kind, tensors_of as _tensors
 
@@ -94,7 +96,10 @@ class Expansion:
                                f" ({', '.join(names)}), got {len(inputs)}", layer.span)
         for n, t, d in zip(names, inputs, declared or [None]):
             inner.vars[n] = Binding(t, d.span if d else block.span)
-        self.exec_block(block.body, inner)
+        try:
+            self.exec_block(block.body, inner)
+        except NetspecError as e:
+            raise _called_from(e, inner.context) from None
         outputs = [s for s in block.body if isinstance(s, ast.OutputDecl)]
         if outputs:
             result = tuple(inner.vars[s.name].value for s in outputs if s.name in inner.vars)
@@ -121,6 +126,21 @@ class Expansion:
                 raise GraphProblem(f"{what} '{name}' is never used{where}", b.span,
                                    hint="use it, make it an output, or remove it")
 
+
+
+MAX_CALL_NOTES = 4  # block calls shown under an error inside nested blocks
+
+
+def _called_from(e: NetspecError, context: tuple) -> NetspecError:
+    """Add "in block B 'name', used here" under an error raised in a block's body, once per call."""
+    d = e.diagnostics[0]
+    shown = sum(1 for note, _ in d.notes if note.startswith("in block "))
+    if not context or shown >= MAX_CALL_NOTES or any(note == f"in block {context[-1][0]}, used here"
+                                                     for note, _ in d.notes):
+        return e
+    label, span = context[-1]
+    e.diagnostics[0] = replace(d, notes=d.notes + ((f"in block {label}, used here", span),))
+    return e
 
 
 def _memo_key(layer: Layer, types: list):
