@@ -126,6 +126,16 @@ KINDS = {
     "repeat_too_large": LimitProblem,
     "model_too_large": LimitProblem,
     "train_lr_not_positive": ParamProblem,
+    "loss_target_typo": NameProblem,
+    "shape_symbolic_dim": ShapeProblem,
+    "ternary_ambiguous": GraphProblem,
+    "value_too_large": LimitProblem,
+    "number_overflow": LimitProblem,
+    "repeated_squaring": LimitProblem,
+    "import_outside": NameProblem,
+    "for_statement": SyntaxProblem,
+    "unclosed_paren": SyntaxProblem,
+    "assert_fails": ParamProblem,
 }
 
 
