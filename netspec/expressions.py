@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import ast
-from .builder import Namer, Scope, tensor_type
+from .builder import Namer, Scope, origin_problem, tensor_type
 from .errors import GraphProblem, LimitProblem, NameProblem, ParamProblem, ShapeProblem, Span, clip, did_you_mean
 from .ops import REGISTRY, get_op
 from .parse import KEYWORDS
@@ -226,11 +226,17 @@ class Expressions:
         b = self.evaluate(e.right, scope, namer)
         op = e.op
         if isinstance(a, Layer) and op == "*":
+            origin = self._origin(e.right, scope)
             if isinstance(b, bool) or not isinstance(b, int):
+                if origin:
+                    raise origin_problem(origin, f"a repetition count must be an integer, got {_kind(b)}",
+                                         e.right.span)
                 raise ParamProblem(f"a repetition count must be an integer, got {_kind(b)}", e.right.span)
             if not 0 <= b <= MAX_REPEAT:
-                cls = LimitProblem if b > MAX_REPEAT else ParamProblem
-                raise cls(f"a repetition count must be between 0 and {MAX_REPEAT:,}, got {b:,}", e.right.span)
+                msg = f"a repetition count must be between 0 and {MAX_REPEAT:,}, got {b:,}"
+                if origin:
+                    raise origin_problem(origin, msg, e.right.span)
+                raise (LimitProblem if b > MAX_REPEAT else ParamProblem)(msg, e.right.span)
             return replace(a, repeat=a.repeat * b, span=e.span)
         if isinstance(a, Tensor) and isinstance(b, Tensor) and op in ("+", "*", "-"):
             opname = {"+": "Add", "*": "Mul", "-": "Sub"}[op]
