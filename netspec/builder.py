@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 import networkx as nx
 from pydantic import ValidationError
 
-from .errors import LimitProblem, NameProblem, ParamProblem, Span, did_you_mean
+from .errors import LimitProblem, NameProblem, ParamProblem, ShapeProblem, Span, did_you_mean
 from .graph import Ref, add_op
 from .infer import infer_node
 from .types import TensorType
 from .validation import choose_word, first
-from .values import Layer, Tensor, show
+from .values import Layer, Symbolic, Tensor, show
 
 MAX_LAYERS = 200_000
 
@@ -61,6 +61,15 @@ def origin_problem(origin: str, message: str, used_at: Span | None, hint: str | 
                         notes=((f"the value is used here", used_at),) if used_at else ())
 
 
+def _param_value(v):
+    """A compile-time value as an op's schema takes it: a symbolic dim is its name."""
+    if isinstance(v, Symbolic):
+        return v.name
+    if isinstance(v, tuple):
+        return tuple(_param_value(x) for x in v)
+    return v
+
+
 def op_params(layer: Layer):
     """Validate a layer's written parameters against its op's schema: (params, spans)."""
     op = layer.callee
@@ -77,7 +86,7 @@ def op_params(layer: Layer):
         raise ParamProblem(msg, span, hint=f"name the others: {', '.join(f + '=...' for f in named)}"
                            if named else f"{op.name} has no other parameters")
     for name, (v, span, origin) in zip(op.positional, layer.pos):
-        values[name], spans[name], origins[name] = v, span, origin
+        values[name], spans[name], origins[name] = _param_value(v), span, origin
     for name, (v, span, name_span, origin) in layer.kw.items():
         if name not in fields:
             raise ParamProblem(f"{op.name} has no parameter '{name}'", name_span or span,
@@ -85,7 +94,7 @@ def op_params(layer: Layer):
                                (f"its parameters: {', '.join(fields)}" if fields else f"{op.name} takes no parameters"))
         if name in values:
             raise ParamProblem(f"{op.name}: parameter '{name}' is given twice", name_span or span)
-        values[name], spans[name], origins[name] = v, span, origin
+        values[name], spans[name], origins[name] = _param_value(v), span, origin
     try:
         return op.Params.model_validate(values), spans
     except ValidationError as e:
@@ -94,6 +103,11 @@ def op_params(layer: Layer):
         if msg == "Field required":
             raise ParamProblem(f"{op.name} needs its parameter '{pname}'", layer.span,
                                hint=f"for example {op.name}({', '.join(op.positional) or pname + '=...'})") from None
+        written = dict(zip(op.positional, (v for v, *_ in layer.pos))) | {k: v for k, (v, *_) in layer.kw.items()}
+        if isinstance(written.get(pname), Symbolic):
+            raise ShapeProblem(f"{op.name}: '{pname}' needs a size, but {written[pname].name} is a symbolic dim, "
+                               "known only at run time", spans.get(pname, layer.span),
+                               hint="read a fixed dim, or declare the input with a fixed size") from None
         shown = show(values.get(pname)) if pname in values else show(given)
         hint = None
         if isinstance(values.get(pname), str):

@@ -36,10 +36,6 @@ class Expressions:
             notes = ((f"the if whose condition was {_show(cond)}", where),)
         elif hint is None and name == "x" and not scope.is_network and "in" in scope.vars:
             hint = "a block's input is called 'in' unless the block declares `input NAME`"
-        elif hint is None and any(name in t.shape for n in scope.g.graph["inputs"]
-                                  for t in scope.g.nodes[n]["types"]):
-            hint = (f"'{name}' is a symbolic dim: it names a size in an input's type only; read sizes "
-                    f"with x.shape[i] (fixed dims), or write -1 for the one dim to infer")
         return NameProblem(f"undefined {what} '{clip(name)}'", span, hint=hint, notes=notes)
 
     def evaluate(self, e, scope: Scope, namer: Namer | None = None):
@@ -133,11 +129,7 @@ class Expressions:
             raise ParamProblem(f"an index must be an integer, got {_kind(i)}", item.span)
         if not -len(v) <= i < len(v):
             raise ParamProblem(f"index {i} is out of range for {len(v)} item{'s' if len(v) != 1 else ''}", item.span)
-        result = v[i]
-        if isinstance(result, Symbolic) and isinstance(e.value, ast.Attr):
-            raise ShapeProblem(f"dim {i} of this tensor is symbolic ({result.name}): its size is known only at run time",
-                               e.span, hint="compile-time expressions read fixed dims only")
-        return result
+        return v[i]
 
     def _slice_bound(self, b, scope: Scope, namer: Namer):
         if b is None:
@@ -266,6 +258,8 @@ class Expressions:
                 return b.value
             callee = self._callee(e.id, scope)
             if callee is None:
+                if _is_symbolic_dim(e.id, scope):
+                    return Symbolic(e.id)  # `Reshape([N, 4, -1])` names the batch
                 raise self._undefined(e.id, e.span, scope)
             return Layer(callee, span=e.span)
         if isinstance(e, ast.Call):
@@ -358,6 +352,11 @@ class Expressions:
             for step in self._step(item, scope, namer):
                 v = self.apply(step, _tensors(v), scope, namer)
         return v
+
+
+def _is_symbolic_dim(name: str, scope: Scope) -> bool:
+    """A name that is a symbolic dim of the network's inputs (the batch N)."""
+    return any(name in t.shape for n in scope.g.graph["inputs"] for t in scope.g.nodes[n]["types"])
 
 
 def _sourceless(layer: Layer) -> bool:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LimitProblem, ParamProblem, Span, clip
+from .errors import LimitProblem, ParamProblem, ShapeProblem, Span, clip
 from .graph import Ref
 
 MAX_ITEMS = 100_000  # items of one list (a stage table has tens)
@@ -151,7 +151,7 @@ def arithmetic(op: str, a, b, span: Span, left_span: Span, right_span: Span):
     """`a op b` on compile-time values, with a located error for what does not apply."""
     for side, v in ((left_span, a), (right_span, b)):
         if isinstance(v, Symbolic):
-            raise ParamProblem(f"'{op}' does not apply to {kind(v)}: its size is known only at run time", side,
+            raise ShapeProblem(f"'{op}' does not apply to {kind(v)}: its size is known only at run time", side,
                                hint="read a fixed dim, or declare the input with a fixed size")
         if isinstance(v, bool) and op not in ("==", "!=") or not isinstance(v, (int, float, str, bool, tuple)):
             raise ParamProblem(f"'{op}' does not apply to {kind(v)}", side)
