@@ -83,8 +83,8 @@ def infer_node(g: nx.DiGraph, name: str) -> None:
     node["types"] = list(outs)
 
 
-# Shape rules are pure: a network repeats the same layer on the same input many times (and the
-# elaborator walks it twice), so results are kept by (op, params, input types).
+# Shape rules are pure and a network repeats the same layer on the same input many times, so
+# results are kept by (op, params, input types).
 _SHAPES: dict = {}
 
 

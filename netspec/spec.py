@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -124,6 +125,10 @@ def _spec_value(v, origin: str):
         return tuple(_spec_value(x, origin) for x in v)
     if isinstance(v, (bool, int, float, str)):
         return v
+    if isinstance(v, numbers.Integral):  # numpy integers and the like
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
     raise ParamProblem(f"{origin}: a parameter is a number, boolean, string or list, "
                        f"not {type(v).__name__}")
 
