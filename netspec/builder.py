@@ -58,7 +58,7 @@ class Namer:
 def origin_problem(origin: str, message: str, used_at: Span | None, hint: str | None = None) -> ParamProblem:
     """A bad `--set` value: reported at the option, with where the spec uses it."""
     return ParamProblem(f"{origin}: {message}", None, hint,
-                        notes=((f"the value is used here", used_at),) if used_at else ())
+                        notes=(("the value is used here", used_at),) if used_at else ())
 
 
 def _param_value(v):
