@@ -99,7 +99,9 @@ def op_params(layer: Layer):
         return op.Params.model_validate(values), spans
     except ValidationError as e:
         loc, msg, given = first(e)
-        pname = str(loc[0]) if loc else None
+        if not loc:  # a rule across parameters (the schema's own validator)
+            raise ParamProblem(f"{op.name}: {msg}", layer.span) from None
+        pname = str(loc[0])
         if msg == "Field required":
             raise ParamProblem(f"{op.name} needs its parameter '{pname}'", layer.span,
                                hint=f"for example {op.name}({', '.join(op.positional) or pname + '=...'})") from None
