@@ -15,15 +15,16 @@ from pathlib import Path
 import click
 
 from . import __version__, report
+from .completion import complete_network, complete_spec
 from .errors import DataProblem, NetspecError, UsageProblem
 
-SPEC = click.argument("spec", metavar="FILE[:NETWORK]")
+SPEC = click.argument("spec", metavar="FILE[:NETWORK]", shell_complete=complete_spec)
 
 
 def _network_option(f):
     f = click.option("--set", "-D", "sets", multiple=True, metavar="NAME=VALUE",
                      help="Override a network parameter, e.g. -D classes=10 -D 'depths=[2, 2, 2, 2]'.")(f)
-    return click.option("--network", "-n", metavar="NAME",
+    return click.option("--network", "-n", metavar="NAME", shell_complete=complete_network,
                         help="The network to use when FILE defines several (or write FILE:NAME).")(f)
 
 
@@ -100,7 +101,8 @@ def spec_json(s, layers: bool = True) -> dict:
         "network": s.name,
         "file": s.path,
         "parameters": s.parameters,
-        "macs": sum(r["flops"] for r in s.rows),
+        "macs": sum(r["macs"] for r in s.rows),
+        "elementwise": sum(r["elementwise"] for r in s.rows),
         "inputs": [_tensor(n, t) for n, t in s.inputs],
         "outputs": [_tensor(n, t) for n, t in s.outputs],
         "targets": [_tensor(n, t) for n, t in s.targets],
@@ -128,48 +130,113 @@ def _weights_for(s, weights: str | None, seed: int):
     return load_safetensors(path, s.graph), str(path)
 
 
+def _refuse_nonfinite(arrays: dict, source: str) -> None:
+    """A model with inf or NaN weights computes garbage: refuse it unless the user says otherwise."""
+    import numpy as np
+    bad = [k for k, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise DataProblem(f"the weights from {source} hold inf or NaN in {len(bad)} tensor(s): {shown}",
+                          hint="the training diverged (try a lower --lr); --allow-nonfinite compiles them anyway")
+
+
+def _writable_folder(out: str) -> Path:
+    """Refuse an output folder that is missing or read-only before the (possibly long) compile."""
+    folder = Path(out).parent
+    if not folder.is_dir():
+        raise DataProblem(f"cannot write {out}: the folder '{folder}' does not exist",
+                          hint="create it first, or give another -o path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataProblem(f"cannot write {out}: the folder '{folder}' is not writable",
+                          hint="give an -o path in a folder you can write to")
+    if Path(out).is_dir():
+        raise DataProblem(f"cannot write {out}: it is a folder", hint="give a file name, e.g. -o model.onnx")
+    return folder
+
+
+def _classes_option(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise click.BadParameter(f"{text!r}: give distinct, non-empty names separated by commas",
+                                 param_hint="--classes")
+    return names
+
+
 @main.command(name="compile")
 @SPEC
 @_network_option
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the .onnx model.")
-@click.option("--weights", "-w", metavar="FILE", help="A weights.safetensors (or the run folder) to embed.")
+@click.option("--weights", "-w", metavar="FILE|RUN",
+              help="A weights.safetensors, or the run folder (whose run.json also gives the class names).")
+@click.option("--classes", metavar="A,B,...", help="Class names in label order to record in the model "
+              "(default: the run folder's).")
 @click.option("--opset", type=click.IntRange(13, 21), default=None, help="ONNX opset (default 17).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh initialisation.")
 @click.option("--optimize", is_flag=True,
               help="Also write OUT.opt.onnx, graph-optimized by ONNX Runtime for its CPU provider.")
 @click.option("--float16", is_flag=True,
               help="Also write OUT.fp16.onnx: float16 weights and compute, float32 inputs and outputs.")
-@click.option("--int8", is_flag=True, help="Also write OUT.int8.onnx: int8 weights, dynamically quantized.")
+@click.option("--int8", is_flag=True, help="Also write OUT.int8.onnx: int8 weights, dynamically quantized "
+              "(statically, with --calibrate).")
+@click.option("--calibrate", metavar="DATA", help="With --int8: quantize statically, activation ranges "
+              "calibrated on DATA (a dataset as `train` reads it, or `digits` for the built-in one; 256 of its "
+              "training items are used).")
+@click.option("--keep-ends-float", is_flag=True, help="With --calibrate: leave the first and last "
+              "Conv/Linear layers in float32.")
+@click.option("--allow-nonfinite", is_flag=True, help="Compile weights that hold inf or NaN.")
 @user_errors
-def compile_(spec, network, sets, out, weights, opset, seed, optimize, float16, int8):
+def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, float16, int8, calibrate,
+             keep_ends_float, allow_nonfinite):
     """Compile a spec to an ONNX model, with trained or freshly initialised weights.
 
     OUT is always the float32 model; each variant flag adds a file beside it (see docs/deploy.md).
     """
-    from . import lower_onnx, variants
+    from . import variants
+    from .metadata import run_record
     start = time.perf_counter()
-    # Refuse a missing folder before the (possibly long) compile, not with an OSError after it.
-    folder = Path(out).parent
-    if not folder.is_dir():
-        raise DataProblem(f"cannot write {out}: the folder '{folder}' does not exist",
-                          hint="create it first, or give another -o path")
+    if calibrate is not None and not int8:
+        raise click.UsageError("--calibrate makes the int8 variant static: give --int8 with it")
+    if keep_ends_float and calibrate is None:
+        raise click.UsageError("--keep-ends-float applies to static int8: give --int8 --calibrate DATA")
+    names = _classes_option(classes)
+    _writable_folder(out)
+    variants.sweep_stale(out)  # what a killed compile of this output left behind
     s = _load(spec, network, sets)
     arrays, source = _weights_for(s, weights, seed)
-    model = lower_onnx.to_onnx(s.graph, arrays, opset=opset or lower_onnx.DEFAULT_OPSET)
+    if not allow_nonfinite:
+        _refuse_nonfinite(arrays, source)
+    # The run folder's record: given as the folder, or as the weights file inside it.
+    record = None if weights is None else run_record(weights if Path(weights).is_dir() else Path(weights).parent)
+    metadata = s.metadata(classes=names, run=record)
+    calibration = None
+    if calibrate is not None:
+        from .static_int8 import calibration_inputs
+        calibration = calibration_inputs(s, calibrate, record)
+    model = s.to_onnx(weights=arrays, opset=opset, metadata=metadata)
     del arrays  # the model holds its own copy; the checker below needs the memory
     nodes, version = len(model.graph.node), model.opset_import[0].version
     kinds = [k for k, on in (("optimize", optimize), ("float16", float16), ("int8", int8)) if on]
-    # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
-    with variants.staged(model, out, kinds) as written:
-        # The file is checked as a deployment would load it, before it replaces an older one.
-        lower_onnx.save(model, out, check=True)
-    size = sum(f.stat().st_size for f in Path(out).parent.glob(Path(out).name + "*"))
+    try:
+        # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
+        with variants.staged(model, out, kinds, calibration, keep_ends_float) as written:
+            # The file is checked as a deployment would load it, before it replaces an older one.
+            from .lower_onnx import save
+            save(model, out, check=True)
+    except OSError as e:
+        # The user knows the output path, not our hidden temporaries beside it.
+        name = Path(str(e.filename or out))
+        where = out if any(part.startswith(".") for part in name.parts[-2:]) else name
+        raise DataProblem(f"cannot write {where}: {e.strerror or e}",
+                          hint="older files at the output paths are as they were") from None
+    size = variants.files_size(out)
     report.info(f"wrote {out}: {s.name}, {nodes:,} ONNX nodes, opset {version}, {s.parameters:,} "
                 f"parameters, {size / 1e6:.1f} MB (weights: {source}) in {time.perf_counter() - start:.2f} s")
     for kind, path in written:
         vsize = variants.files_size(path)
-        report.info(f"wrote {path}: {variants.VARIANTS[kind].describe}, {vsize / 1e6:.1f} MB "
+        report.info(f"wrote {path}: {variants.describe(kind, calibration is not None)}, {vsize / 1e6:.1f} MB "
                     f"({vsize / size:.2f}x the float32 file)")
 
 
@@ -210,12 +277,205 @@ def train(spec, network, sets, data, epochs, batch_size, lr, seed, out_dir, resu
 @click.option("--provider", default=None, metavar="NAME",
               help="ONNX Runtime execution provider (default: the best available).")
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+@click.option("--plot", is_flag=False, flag_value="confusion.png", default=None, metavar="[FILE]",
+              help="Also draw the confusion matrix to FILE (default confusion.png).")
 @user_errors
-def evaluate(spec, model, network, sets, data, split, provider, batch_size):
-    """Run a compiled ONNX model in ONNX Runtime on a dataset split and print its accuracy."""
-    from .evaluate import evaluate_onnx
+def evaluate(spec, model, network, sets, data, split, provider, batch_size, as_json, plot):
+    """Run a compiled ONNX model in ONNX Runtime on a dataset split: accuracy, per-class scores, confusion.
+
+    The model's inputs and outputs are checked against the spec, and the dataset's classes
+    against the model's, before anything runs.
+    """
+    from .evaluate import evaluate_onnx, plot_confusion
     s = _load(spec, network, sets)
     result = evaluate_onnx(s, model, data=data, split=split, provider=provider, batch_size=batch_size)
-    report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}, "
+    if plot:
+        try:
+            plot_confusion(result, plot)
+        except OSError as e:
+            raise DataProblem(f"cannot write {plot}: {e.strerror or e}") from None
+        result["plot"] = plot
+    if as_json:
+        report.as_json(result)
+        return
+    top5 = f", top-5 {result['top5_accuracy']:.4f}" if "top5_accuracy" in result else ""
+    report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}{top5}, "
                 f"on {result['provider']} in {result['seconds']:.2f} s")
+    report.info("")
+    report.table([{**r, **{k: f"{r[k]:.4f}" for k in ("precision", "recall", "f1")}} for r in result["per_class"]],
+                 [("class", "class"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
+                  ("support", "support")])
+    report.info("")
+    report.info("confusion matrix (rows: true class, columns: predicted)")
+    names = result["classes"]
+    report.table([{"true": n, **{f"c{j}": v for j, v in enumerate(row)}} for n, row in zip(names, result["confusion"])],
+                 [("true", "true")] + [(f"c{j}", n) for j, n in enumerate(names)])
+    if plot:
+        report.info(f"wrote {plot}")
 
+
+@main.group()
+def weights():
+    """Bring weights from elsewhere into a spec's layout."""
+
+
+@weights.command(name="import")
+@click.argument("source", metavar="SRC")
+@click.option("--spec", "spec", required=True, metavar="FILE[:NETWORK]", help="The spec whose layers receive the weights.")
+@_network_option
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the .safetensors file (usable by `compile --weights` and `train --init`).")
+@click.option("--strict/--lenient", default=True, show_default=True,
+              help="Strict: every layer must match. Lenient: layers that match nothing (a new head) are "
+                   "freshly initialised and listed.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the layers left fresh (--lenient).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@user_errors
+def import_(source, spec, network, sets, out, strict, seed, force):
+    """Map a PyTorch state dict (.pth/.pt, .safetensors or a run folder) onto a spec's layers.
+
+    Layers are matched by structure (kind and shape, in graph order), not by name, so a state dict
+    laid out as torchvision's ResNet, VGG, MobileNetV2, GoogLeNet or ViT maps onto the zoo's networks.
+    """
+    from .transfer import import_state_dict, init_arrays
+    from .weights import init_weights, save_safetensors
+    target = Path(out)
+    if target.suffix != ".safetensors":
+        raise DataProblem(f"the output {out} should end in .safetensors", hint=f"write -o {target.with_suffix('.safetensors')}")
+    if not target.parent.is_dir():
+        raise DataProblem(f"cannot write {out}: the folder '{target.parent}' does not exist",
+                          hint="create it first, or give another -o path")
+    if target.exists() and Path(source).exists() and target.resolve() == Path(source).resolve():
+        raise DataProblem(f"the output {out} is the source file", hint="write the imported weights elsewhere")
+    if target.exists() and not force:
+        raise DataProblem(f"{out} already exists", hint="--force replaces it, or give another -o path")
+    s = _load(spec, network, sets)
+    if strict:
+        arrays, fresh = import_state_dict(s, source, log=report.info), []
+    else:
+        arrays, fresh = init_arrays(s, source, log=report.info)
+        drawn = init_weights(s.graph, seed=seed)
+        arrays = {k: arrays.get(k, v) for k, v in drawn.items()}
+    save_safetensors(arrays, target)
+    extra = f"; {len(fresh)} layer{'s' if len(fresh) != 1 else ''} freshly initialised (seed {seed})" if fresh else ""
+    report.info(f"wrote {out}: {len(arrays)} tensors of {s.name}, {s.parameters:,} parameters{extra}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--top-k", "-k", type=click.IntRange(1), default=1, show_default=True,
+              help="How many classes to print per item, best first.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list of results.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: item, rank, class, index, score.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--providers", metavar="A,B", help="ONNX Runtime execution providers in order of preference "
+              "(default: CUDA if present, then CPU).")
+@click.option("--output", metavar="NAME", help="The model output holding the logits (default: the metadata's).")
+@user_errors
+def predict(model, paths, top_k, as_json, as_csv, batch_size, providers, output):
+    """Classify images (files, folders searched recursively) or the x of .npz files with an ONNX model.
+
+    Preprocessing and class names come from the model's metadata; only ONNX Runtime, numpy and
+    Pillow run (no torch). Unreadable files are named and skipped; the exit status is then 1.
+    """
+    import csv
+
+    from . import predict as p
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are exclusive")
+    sess = p.session(model, [s.strip() for s in providers.split(",")] if providers else None)
+    c = p.contract(sess, output)
+    if c.image and (c.height is None or c.width is None):
+        raise DataProblem(f"the model's input {list(c.shape)} has no fixed height and width to resize images to")
+    problems: list[str] = []
+    items = p.gather(paths, problems)
+    results = p.classify(sess, c, p.read_items(items, c, problems), batch_size, top_k)
+    if as_json:
+        report.info(p.as_json(list(results)))
+    elif as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(p.CSV_HEADER)
+        for r in results:
+            writer.writerows(p.as_csv_rows(r))
+    else:
+        for r in results:
+            report.info(p.as_text(r))
+    for problem in problems:
+        report.fail(problem)
+    if problems:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE|DIR...")
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when a file would be reformatted (for CI).")
+@click.option("--diff", is_flag=True, help="Change nothing; print what would change as a unified diff.")
+@user_errors
+def fmt(files, check, diff):
+    """Lay out .net files the one canonical way, in place (`-` reads stdin, writes stdout).
+
+    Comments are kept, the meaning never changes, and lines between `# fmt: off` and
+    `# fmt: on` stay as written. See docs/tools.md for the layout.
+    """
+    import difflib
+    from .fmt import format_text, net_files, replace_text
+    if files == ("-",):
+        click.echo(format_text(sys.stdin.read(), "<stdin>"), nl=False)
+        return
+    paths = net_files(files)
+    changed, failed = [], 0
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+            new = format_text(text, str(path))
+        except NetspecError as e:
+            report.error(e)
+            failed += 1
+            continue
+        except (OSError, UnicodeDecodeError) as e:
+            report.fail(f"cannot read {path}: {e}")
+            failed += 1
+            continue
+        if new == text:
+            continue
+        changed.append(path)
+        if diff:
+            report.info("".join(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                                     f"{path}", f"{path} (formatted)")).rstrip("\n"))
+        if check or diff:
+            report.note(f"would reformat {path}")
+        else:
+            replace_text(path, new)
+            report.note(f"reformatted {path}")
+    done = "would be reformatted" if check or diff else "reformatted"
+    report.note(f"{len(changed)} file{'s' * (len(changed) != 1)} {done}, {len(paths) - len(changed) - failed} "
+                "unchanged" + (f", {failed} failed" if failed else ""))
+    if failed or (check and changed):
+        raise SystemExit(1)
+
+
+@main.command()
+@SPEC
+@_network_option
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="The picture: .svg, .png, .html (pan, zoom, click a layer) or .dot (for graphviz).")
+@click.option("--depth", type=int, default=None, metavar="N",
+              help="Draw each block nested N deep as one box (--depth 1: the top-level blocks).")
+@user_errors
+def graph(spec, network, sets, out, depth):
+    """Draw a checked network: a box per layer, edges labelled with tensor shapes, blocks as clusters."""
+    from .draw import write
+    start = time.perf_counter()
+    s = _load(spec, network, sets)
+    path = write(s, out, depth)
+    report.info(f"wrote {path}: {s.name}, {len(s.rows):,} layers in {time.perf_counter() - start:.2f} s")
+
+
+@main.command()
+@click.option("--stdio", is_flag=True, help="Talk over stdin and stdout (the default and only transport).")
+def lsp(stdio):
+    """Run the language server for editors: diagnostics, hover, go to definition, completion, formatting."""
+    from .lsp import main as serve
+    serve()

@@ -50,13 +50,13 @@ class Elaborator(Expressions, Expansion, Objectives):
     made 256 layers or more, or any such expansion past 4,096 layers, is credited with the
     earlier one's layer count and a placeholder node instead of built (`expansion.STUB_SIZE`,
     `STUB_AFTER`), so a spec of blocks that double 40 times is refused after a few hundred
-    layers instead of after building 200,000. Such a walk only counts
-    (`partial`); a network that stays within MAX_LAYERS is then built again in full.
+    layers instead of after building 200,000. Such a walk only counts (`partial`); a network
+    that stays within MAX_LAYERS is then walked again and built in full.
     """
 
-    def __init__(self, loader: Loader | None = None, stubs: bool = True):
+    def __init__(self, loader: Loader | None = None):
         self.loader = loader or Loader()
-        self.stubs = stubs  # may repeated expansions be counted instead of built
+        self.stubs = True  # may repeated expansions be counted instead of built
         self.partial = False  # placeholders were used: the graph only served to count
         self.layers = 0  # layers made so far, credited expansions included
         self.memo: dict = {}  # expansion key -> (layers it makes, its output types)
@@ -65,6 +65,14 @@ class Elaborator(Expressions, Expansion, Objectives):
 
     def network(self, path: str, name: str | None, overrides: dict[str, Override] | None = None) -> nx.DiGraph:
         """Elaborate one network of a file; `overrides` replace some of its parameters."""
+        g = self._walk(path, name, overrides, stubs=True)
+        if self.partial:  # a large network, counted with placeholders: build it in full
+            g = self._walk(path, name, overrides, stubs=False)
+        return g
+
+    def _walk(self, path: str, name: str | None, overrides: dict[str, Override] | None, stubs: bool) -> nx.DiGraph:
+        self.stubs, self.partial, self.layers, self.memo = stubs, False, 0, {}
+        reset_budget()
         defs = self.loader.load(path)
         if name is None:
             if len(defs.own_networks) == 1:
@@ -388,15 +396,8 @@ def constant(key: str, text: str, origin: str):
 def elaborate_file(path: str, network: str | None = None, overrides: dict[str, Override] | None = None,
                    loader: Loader | None = None) -> nx.DiGraph:
     """Build the graph of one network of a .net file (the only one, when `network` is None)."""
-    loader = loader or Loader()
-    reset_budget()
     with deep_stack():
         try:
-            e = Elaborator(loader)
-            g = e.network(path, network, overrides)
-            if e.partial:  # a large network, counted with placeholders: build it in full
-                reset_budget()
-                g = Elaborator(loader, stubs=False).network(path, network, overrides)
-            return g
+            return Elaborator(loader).network(path, network, overrides)
         except RecursionError:
             raise LimitProblem(f"{path}: the spec nests too deeply to elaborate") from None

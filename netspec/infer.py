@@ -112,7 +112,7 @@ def _check_losses(g: nx.DiGraph) -> None:
 
 
 def summary(g: nx.DiGraph) -> list[dict]:
-    """One row per layer: name, op, output shape, trainable parameters, MACs per item."""
+    """One row per layer: name, op, output shape, trainable parameters, MACs and element-wise ops per item."""
     rows = []
     for name in layers(g):
         node = g.nodes[name]
@@ -120,7 +120,8 @@ def summary(g: nx.DiGraph) -> list[dict]:
         ins = [type_of(g, r) for r in node["args"]]
         rows.append({"name": name, "op": node["op"], "shape": " ".join(str(t) for t in node["types"]),
                      "parameters": param_count(op, node["params"], ins),
-                     "flops": op.flops(node["params"], ins, node["types"])})
+                     "macs": op.macs(node["params"], ins, node["types"]),
+                     "elementwise": op.elementwise(node["params"], ins, node["types"])})
     return rows
 
 

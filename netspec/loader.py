@@ -9,16 +9,15 @@ imports it.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast
-from .errors import GraphProblem, LimitProblem, NameProblem, Span, SyntaxProblem, clip, did_you_mean
+from .errors import GraphProblem, NameProblem, Span, clip, did_you_mean
 from .ops import REGISTRY
 from .parse import parse
+from .sources import MAX_SPEC_BYTES, read_spec  # noqa: F401  (MAX_SPEC_BYTES: part of this API)
 
-MAX_SPEC_BYTES = 4 * 1024 * 1024  # a spec is text a person writes; past this it is not a spec
 IMPORT_PATH_ENV = "NETSPEC_IMPORT_PATH"  # extra folders imports may read, os.pathsep-separated
 
 
@@ -28,36 +27,6 @@ def zoo_folder() -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
-
-
-def read_spec(path: str | Path, span: Span | None = None) -> str:
-    """The text of a spec file: a regular UTF-8 file of at most MAX_SPEC_BYTES, BOM dropped."""
-    shown = clip(str(path), 300)
-    try:
-        st = os.stat(path)  # follows symlinks: a link to /dev/zero is a character device
-    except FileNotFoundError:
-        raise SyntaxProblem(f"{shown}: no such file", span) from None
-    except OSError as e:
-        raise SyntaxProblem(f"{shown}: cannot read ({e.strerror})", span) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise SyntaxProblem(f"{shown}: is a directory, not a .net file", span)
-    if not stat.S_ISREG(st.st_mode):
-        raise SyntaxProblem(f"{shown}: not a regular file (a pipe, device or socket), so not read", span,
-                            hint="save the spec to a file and name that file")
-    if st.st_size > MAX_SPEC_BYTES:
-        raise LimitProblem(f"{shown}: {st.st_size:,} bytes is too large for a spec "
-                           f"(at most {MAX_SPEC_BYTES:,})", span)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SPEC_BYTES + 1)
-    except OSError as e:
-        raise SyntaxProblem(f"{shown}: cannot read ({e.strerror})", span) from None
-    if len(data) > MAX_SPEC_BYTES:  # it grew since the stat
-        raise LimitProblem(f"{shown}: too large for a spec (at most {MAX_SPEC_BYTES:,} bytes)", span)
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        raise SyntaxProblem(f"{shown}: not UTF-8 text ({e.reason} at byte {e.start})", span) from None
 
 
 @dataclass
@@ -74,10 +43,12 @@ class FileScope:
 class Loader:
     """Loads a spec and its imports, each file once, into FileScopes."""
 
-    def __init__(self, roots: list[Path] | None = None):
+    def __init__(self, roots: list[Path] | None = None, read=None):
         self.files: dict[str, FileScope] = {}
         self.loading: list[str] = []
         self.roots = roots  # folders imports may read; None: decided by the first file loaded
+        # path -> its items, instead of the file's; the language server reads unsaved buffers so.
+        self.read = read
 
     def _allowed_roots(self, first: Path) -> list[Path]:
         roots = [first.parent]
@@ -106,7 +77,7 @@ class Loader:
         return scope
 
     def _read(self, path: str, span: Span | None) -> FileScope:
-        items = parse(read_spec(path, span), str(path))
+        items = self.read(path) if self.read else parse(read_spec(path, span), str(path))
         scope = FileScope(str(path))
         for item in items:
             if isinstance(item, ast.Import):

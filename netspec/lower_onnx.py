@@ -62,8 +62,9 @@ class _Emitter:
 class Context:
     """One layer's view of the emitter; implements `netspec.ops.registry.OnnxContext`."""
 
-    def __init__(self, em: _Emitter, layer: str, params, in_types, out_types, inputs, outputs):
+    def __init__(self, em: _Emitter, layer: str, params, in_types, out_types, inputs, outputs, doc: str = ""):
         self._em = em
+        self.doc = doc  # where the layer was written: every node it emits says so
         self.layer = layer
         self.params = params
         self.in_types = list(in_types)
@@ -107,7 +108,8 @@ class Context:
         # The node computing the layer's result carries the layer's name; helpers get layer/Op.
         main = bool(set(outputs) & set(self.outputs))
         name = self._em.fresh_node(self.layer if main else f"{self.layer}/{op_type}")
-        self._em.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, **attrs))
+        self._em.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, doc_string=self.doc or None,
+                                               **attrs))
         return outputs
 
     def _legalize(self, op_type: str, inputs: list, attrs: dict, n_out: int) -> list:
@@ -134,9 +136,28 @@ class Context:
         return inputs
 
 
+def source_line(node: dict) -> str:
+    """`resnet.net:12`, and the block calls it came through: `... in Bottleneck at resnet.net:31`.
+
+    File names only: a model must not carry the build machine's folders.
+    """
+    span = node.get("span")
+    if span is None:
+        return ""
+    text = f"{Path(span.path).name}:{span.line}"
+    for label, call in reversed(node.get("context") or ()):
+        if call is not None:
+            text += f" in {label} at {Path(call.path).name}:{call.line}"
+    return text
+
+
 def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
-            include_losses: bool = False) -> onnx.ModelProto:
-    """An ONNX model computing the network's outputs (and its total loss, if asked) from its inputs."""
+            include_losses: bool = False, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """An ONNX model computing the network's outputs (and its total loss, if asked) from its inputs.
+
+    `metadata` becomes the model's `metadata_props` (see `netspec.metadata`); without it the model
+    carries the network's name and netspec's version only.
+    """
     em = _Emitter(weights, opset)
     values: dict[Ref, str] = {}
     graph_inputs, graph_outputs = [], []
@@ -170,7 +191,7 @@ def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_
             values[ref] = named_by_output.get(ref) or em.fresh(name if port == 0 else f"{name}:{port}")
             outs.append(values[ref])
         ctx = Context(em, name, p, [type_of(g, r) for r in node["args"]], node["types"],
-                      [values[r] for r in node["args"]], outs)
+                      [values[r] for r in node["args"]], outs, doc=source_line(node))
         try:
             op.onnx(ctx)
         except OpError as e:
@@ -188,17 +209,35 @@ def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_
         graph_outputs.append(_emit_losses(g, em, values))
 
     # make_graph and make_model copy what they are given, so the tensors join the model last.
-    graph = helper.make_graph(em.nodes, _graph_name(g), graph_inputs, graph_outputs)
+    graph = helper.make_graph(em.nodes, _graph_name(g), graph_inputs, graph_outputs,
+                              value_info=_intermediate_types(g, values, graph_inputs, graph_outputs))
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="netspec",
                               ir_version=max(8, helper.find_min_ir_version_for(opsets)))
     from . import __version__
     model.producer_version = __version__
-    helper.set_model_props(model, {"netspec.network": g.graph.get("name") or "",
-                                   "netspec.spec_path": str(g.graph.get("path") or "")})
+    props = {"netspec.network": g.graph.get("name") or "", "netspec.version": __version__}
+    helper.set_model_props(model, props if metadata is None else {**props, **metadata})
     for name, array in em.inits.items():
         model.graph.initializer.add().CopyFrom(numpy_helper.from_array(array, name))
     return model
+
+
+def _intermediate_types(g: nx.DiGraph, values: dict[Ref, str], inputs, outputs) -> list[onnx.ValueInfoProto]:
+    """netspec's inferred type of every layer result that is not a graph input or output.
+
+    A viewer (Netron) shows these shapes on the edges; ONNX's strict shape inference checks them
+    against its own in the tests. A layer's internal temporaries have no netspec type and are left
+    to ONNX's inference.
+    """
+    ends = {vi.name for vi in (*inputs, *outputs)}
+    out = []
+    for ref, name in values.items():
+        node = g.nodes[ref.node]
+        if name in ends or node["kind"] != "op":
+            continue
+        out.append(value_info(name, node["types"][ref.port]))
+    return out
 
 
 def _graph_name(g: nx.DiGraph) -> str:
@@ -241,7 +280,8 @@ def save(model: onnx.ModelProto, path, external_data: bool | None = None, check:
         # model.ByteSize() would encode the whole model just to count it.
         size = header.ByteSize() + sum(_tensor_size(t) for t in model.graph.initializer)
         external_data = size >= PROTO_LIMIT
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    # The PID in the name lets `variants.sweep_stale` remove what a killed compile left.
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     try:
         tmp = tmpdir / path.name
         if external_data:

@@ -12,6 +12,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .errors import LimitProblem, Span, SyntaxProblem, remember_source
+from .sources import read_spec
 
 # Nesting of the syntax tree (a statement costs about 6 levels before its expression starts);
 # deeper specs are refused with a located error, never a RecursionError.
@@ -357,3 +358,8 @@ def parse(text: str, path: str = "<string>", start: str = "start"):
     _check_depth(tree, path)
     with deep_stack():
         return _ToAst(path, text).transform(tree)
+
+
+def parse_file(path: str | Path) -> list:
+    """Parse a spec file (a regular UTF-8 file of sane size; see `sources.read_spec`)."""
+    return parse(read_spec(path), str(path))

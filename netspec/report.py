@@ -53,13 +53,21 @@ def table(rows: list[dict], columns: list[tuple[str, str]], out=None) -> None:
         click.echo(line(c), file=out)
 
 
+def _ref(ref) -> str:
+    return ref.node if ref.port == 0 else f"{ref.node}:{ref.port}"
+
+
 def summary(spec, layers: bool = True) -> None:
     """The `netspec check` report: a row per layer, then the totals."""
     g = spec.graph
     if layers:
-        table(spec.rows, [("name", "layer"), ("op", "op"), ("shape", "output"), ("parameters", "parameters")])
+        # Which tensors each layer reads: what an Add or a Concat joins.
+        rows = [dict(r, inputs=", ".join(_ref(ref) for ref in g.nodes[r["name"]]["args"])) for r in spec.rows]
+        table(rows, [("name", "layer"), ("op", "op"), ("shape", "output"), ("parameters", "parameters"),
+                     ("inputs", "inputs")])
         click.echo()
-    macs = sum(r["flops"] for r in spec.rows)
+    macs = sum(r["macs"] for r in spec.rows)
+    elementwise = sum(r["elementwise"] for r in spec.rows)
     click.echo(f"network     {spec.name}  ({spec.path})")
     for label, items in (("inputs", spec.inputs), ("outputs", spec.outputs), ("targets", spec.targets)):
         if items:
@@ -72,4 +80,5 @@ def summary(spec, layers: bool = True) -> None:
         click.echo(f"loss        {node['op']}({args}){weight}")
     click.echo(f"layers      {len(spec.rows):,}")
     click.echo(f"parameters  {spec.parameters:,} ({_human(spec.parameters)})")
-    click.echo(f"MACs/item   {macs:,} ({_human(macs)})")
+    click.echo(f"MACs/item   {macs:,} ({_human(macs)})  conv, linear, matmul and attention, as torchvision counts")
+    click.echo(f"elementwise {elementwise:,} ({_human(elementwise)})  per item: norms, pooling, merges, resizing")

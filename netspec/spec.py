@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -22,6 +22,8 @@ class Spec:
     """One checked network: its graph, and the ways to lower it."""
 
     graph: nx.DiGraph
+    # The parameter overrides it was loaded with (`--set`), as spec expressions: models record them.
+    params: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -78,15 +80,30 @@ class Spec:
         from .lower_torch import loss_module
         return loss_module(self.graph)
 
-    def to_onnx(self, module=None, weights: dict | None = None, opset: int | None = None, seed: int = 0):
-        """An ONNX ModelProto with `module`'s weights, the given arrays, or fresh ones."""
+    def metadata(self, classes: list[str] | None = None, run: dict | None = None) -> dict[str, str]:
+        """The `metadata_props` its ONNX models carry (the contract in `netspec.metadata`).
+
+        `run` is a run folder's record (`netspec.metadata.run_record`): class names and how the
+        run fed its input; `classes` overrides the record's names.
+        """
+        from .metadata import model_metadata
+        return model_metadata(self, self.params, run, classes)
+
+    def to_onnx(self, module=None, weights: dict | None = None, opset: int | None = None, seed: int = 0,
+                metadata: dict[str, str] | None = None):
+        """An ONNX ModelProto with `module`'s weights, the given arrays, or fresh ones.
+
+        `metadata` defaults to `self.metadata()`: the network, spec hash, --set values and input
+        contract, without class names; pass `self.metadata(classes=[...])` to name them.
+        """
         from . import lower_onnx
         from .weights import init_weights, state_dict_arrays
         if module is not None:
             weights = state_dict_arrays(module)
         if weights is None:
             weights = init_weights(self.graph, seed=seed)
-        return lower_onnx.to_onnx(self.graph, weights, opset=opset or lower_onnx.DEFAULT_OPSET)
+        return lower_onnx.to_onnx(self.graph, weights, opset=opset or lower_onnx.DEFAULT_OPSET,
+                                  metadata=self.metadata() if metadata is None else metadata)
 
 
 def split_target(target: str) -> tuple[str, str | None]:
@@ -109,14 +126,26 @@ def load(target: str | Path, network: str | None = None, params: dict | None = N
     if network and name and network != name:
         raise UsageProblem(f"two networks selected: '{name}' in {target} and '{network}' with --network",
                            hint="name the network once")
-    overrides = {}
+    overrides, texts = {}, {}
     for key, v in (params or {}).items():
         origin = f"--set {key}={v}" if isinstance(v, str) else f"params[{key!r}]={v!r}"
         value = constant(key, v, origin) if isinstance(v, str) else _spec_value(v, origin)
         overrides[key] = Override(value, origin)
+        texts[key] = v if isinstance(v, str) else _spec_literal(value)
     g = elaborate_file(path, network or name, overrides)
     infer(g)
-    return Spec(g)
+    return Spec(g, texts)
+
+
+def _spec_literal(v) -> str:
+    """A value written as a spec expression, as a model's metadata records an override."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_spec_literal(x) for x in v) + "]"
+    if isinstance(v, str):
+        return '"' + v + '"'
+    return repr(v)
 
 
 def _spec_value(v, origin: str):

@@ -1,4 +1,5 @@
-"""Deployment variants of a compiled model: ORT-optimized, float16 and int8 (dynamic quantization).
+"""Deployment variants of a compiled model: ORT-optimized, float16 and int8 (dynamic, or static
+with calibration data: `netspec.static_int8`).
 
 Each variant is made from the float32 ModelProto that `lower_onnx` emitted, written and checked in
 a staging folder beside the output, and moved into place only once every asked-for variant (and
@@ -35,6 +36,13 @@ VARIANTS = {
     "float16": Variant("fp16", "float16 weights and compute, float32 inputs and outputs"),
     "int8": Variant("int8", "int8 weights, dynamically quantized MatMul and Conv"),
 }
+# `--int8 --calibrate DATA` writes the same file name, statically quantized.
+STATIC_INT8 = Variant("int8", "int8 weights and activations, statically quantized (QDQ) on calibration data")
+
+
+def describe(kind: str, calibrated: bool = False) -> str:
+    return STATIC_INT8.describe if kind == "int8" and calibrated else VARIANTS[kind].describe
+
 
 FP16_MAX = float(np.finfo(np.float16).max)
 
@@ -249,8 +257,12 @@ def quantize_int8(model: onnx.ModelProto, path: Path) -> None:
     finally:
         logging.disable(logging.NOTSET)
     # The quantizer writes to `path` itself; mark the variant in place.
+    _mark_file(path, "int8")
+
+
+def _mark_file(path: Path, kind: str) -> None:
     m = onnx.load(str(path), load_external_data=False)
-    _mark(m, "int8")
+    _mark(m, kind)
     onnx.save_model(m, str(path))
 
 
@@ -309,10 +321,17 @@ def _check_loads(path: Path) -> None:
     ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _build(model: onnx.ModelProto, kind: str, staging: Path, fp32: Path | None) -> Path:
+def _build(model: onnx.ModelProto, kind: str, staging: Path, fp32: Path | None,
+           calibration: np.ndarray | None = None, keep_ends: bool = False) -> Path:
     path = staging / variant_path(staging / "model.onnx", kind).name
     if kind == "float16":
         save(to_float16(model), path, check=True)
+    elif kind == "int8" and calibration is not None:
+        from .static_int8 import quantize_static_int8
+        quantize_static_int8(fp32, path, calibration, keep_ends=keep_ends,
+                             big=fp32.with_name(fp32.name + ".data").exists())
+        _mark_file(path, "int8-static")
+        onnx.checker.check_model(str(path), full_check=True)
     elif kind == "int8":
         quantize_int8(model, path)
         onnx.checker.check_model(str(path), full_check=True)
@@ -323,11 +342,50 @@ def _build(model: onnx.ModelProto, kind: str, staging: Path, fp32: Path | None) 
     return path
 
 
+def staging_prefix(out: Path) -> str:
+    """Hidden temporaries beside `out` carry the writer's PID, so a later run can tell stale ones."""
+    return f".{out.name}.{os.getpid()}."
+
+
+def sweep_stale(out) -> list[Path]:
+    """Remove the staging folders that a killed `netspec compile` of `out` left beside it.
+
+    A folder is stale when the PID in its name is no process on this machine (a live compile of
+    the same output keeps its own). Returns what was removed.
+    """
+    out = Path(out)
+    removed = []
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return removed
+    head = f".{out.name}."
+    for entry in entries:
+        if not entry.name.startswith(head) or not entry.is_dir():
+            continue
+        pid = entry.name[len(head):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # no such process, or no such pid at all
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 @contextlib.contextmanager
-def staged(model: onnx.ModelProto, out, kinds):
+def staged(model: onnx.ModelProto, out, kinds, calibration: np.ndarray | None = None, keep_ends: bool = False):
     """Build the variants in a folder beside `out`; move them into place when the block succeeds.
 
     Yields a list of (kind, final path), filled in on success. The block writes `out` itself.
+    With `calibration` (inputs as the model takes them), the int8 variant is static.
     """
     out = Path(out)
     kinds = [k for k in VARIANTS if k in set(kinds)]
@@ -335,18 +393,18 @@ def staged(model: onnx.ModelProto, out, kinds):
     if not kinds:
         yield written
         return
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.variants.", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out) + "variants.", dir=out.parent))
     try:
         fp32 = None
-        if "optimize" in kinds:
+        if "optimize" in kinds or ("int8" in kinds and calibration is not None):
             fp32 = staging / "source.onnx"
             save(model, fp32)
         built = {}
         for kind in kinds:
             try:
-                built[kind] = _build(model, kind, staging, fp32)
-            except DataProblem:
-                raise
+                built[kind] = _build(model, kind, staging, fp32, calibration, keep_ends)
+            except (DataProblem, OSError):
+                raise  # an OSError is the disk's (full, read-only): `netspec compile` names the path
             except Exception as e:  # onnxruntime and its quantizer raise untyped errors
                 raise DataProblem(f"could not make the {kind} variant: {type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else ''}",

@@ -14,15 +14,22 @@ from .graph import layers, type_of
 from .ops import WeightSpec, get_op
 
 
-def weight_specs(g: nx.DiGraph) -> dict[str, WeightSpec]:
-    """Every tensor of the model's state, keyed `layer.local` like the torch state dict."""
-    specs = {}
+def layer_weights(g: nx.DiGraph) -> dict[str, dict[str, WeightSpec]]:
+    """Each parameter-bearing layer, in graph order, with its tensors by local name."""
+    out = {}
     for name in layers(g):
         node = g.nodes[name]
         ins = [type_of(g, r) for r in node["args"]]
-        for local, spec in get_op(node["op"]).weights(node["params"], ins).items():
-            specs[f"{name}.{local}"] = spec
-    return specs
+        local = get_op(node["op"]).weights(node["params"], ins)
+        if local:
+            out[name] = local
+    return out
+
+
+def weight_specs(g: nx.DiGraph) -> dict[str, WeightSpec]:
+    """Every tensor of the model's state, keyed `layer.local` like the torch state dict."""
+    return {f"{name}.{local}": spec for name, local_specs in layer_weights(g).items()
+            for local, spec in local_specs.items()}
 
 
 def _draw(spec: WeightSpec, rng: np.random.Generator) -> np.ndarray:

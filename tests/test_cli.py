@@ -40,9 +40,9 @@ def test_check_table(two):
     r = run("check", f"{two}:Tiny")
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["layer", "op", "output", "parameters"]
-    assert lines[2].split() == ["y.0", "Linear", "[N,4]", "36"]
-    assert lines[3].split() == ["y.1", "ReLU", "[N,4]", "0"]
+    assert lines[0].split() == ["layer", "op", "output", "parameters", "inputs"]
+    assert lines[2].split() == ["y.0", "Linear", "[N,4]", "36", "x"]
+    assert lines[3].split() == ["y.1", "ReLU", "[N,4]", "0", "y.0"]
     assert "parameters  36 (36)" in r.stdout
     assert r.stderr == ""
 
@@ -184,3 +184,10 @@ def test_an_op_missing_from_the_opset_is_a_located_error(tmp_path):
     assert "hint: compile with --opset 17 or later" in r.stderr
     assert not (tmp_path / "ln.onnx").exists()
     assert run("compile", spec, "--opset", "18", "-o", tmp_path / "ln.onnx").exit_code == 0
+
+
+def test_check_table_shows_what_a_merge_joins():
+    r = run("check", str(Path(__file__).resolve().parent.parent / "models" / "resnet.net:ResNet50"))
+    assert r.exit_code == 0, r.output
+    add = next(line for line in r.stdout.splitlines() if line.startswith("x.4.0.0 "))
+    assert add.split()[1] == "Add" and add.endswith("x.4.0.main.7, x.4.0.skip.1")

@@ -231,3 +231,136 @@ def test_matmul_form_folds_a_split_and_transposed_weight():
     assert [t.name for t in form.graph.initializer] == ["w1t"]
     x = rng.standard_normal((2, 3)).astype(np.float32)
     np.testing.assert_allclose(run_proto(form, {"x": x}), x @ packed[4:].T, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- compile and the disk (issue 5)
+
+def _lenet(tmp_path, *extra):
+    return run("compile", ROOT / "models/lenet5.net", "-o", tmp_path / "m.onnx", *extra)
+
+
+def test_each_written_file_reports_its_own_size(tmp_path):
+    # A file that merely starts with the output's name is not counted (it was, through a glob).
+    (tmp_path / "model.onnx.bak").write_bytes(b"x" * 5_000_000)
+    out = tmp_path / "model.onnx"
+    r = run("compile", ROOT / "models/lenet5.net", "-o", out, "--float16", "--int8")
+    assert r.exit_code == 0, r.output
+    for path in (out, tmp_path / "model.fp16.onnx", tmp_path / "model.int8.onnx"):
+        line = next(l for l in r.output.splitlines() if l.startswith(f"wrote {path}:"))
+        assert f"{path.stat().st_size / 1e6:.1f} MB" in line
+    assert "0.2 MB" in r.output.splitlines()[0]
+
+
+def test_an_unwritable_output_is_a_user_error(tmp_path):
+    r = run("compile", ROOT / "models/lenet5.net", "-o", "/proc/x.onnx")
+    assert r.exit_code == 1, r.output
+    assert "cannot write /proc/x.onnx" in r.output and "internal error" not in r.output
+    r = run("compile", ROOT / "models/lenet5.net", "-o", tmp_path)
+    assert r.exit_code in (1, 2) and "internal error" not in r.output
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_refused_before_the_compile(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        r = run("compile", ROOT / "models/lenet5.net", "-o", folder / "m.onnx")
+        assert r.exit_code == 1 and "is not writable" in r.output
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_full_disk_leaves_older_files_and_no_temporaries(tmp_path, monkeypatch):
+    import errno
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"older model")
+    (tmp_path / "m.int8.onnx").write_bytes(b"older int8")
+
+    def full(header, tensors, path):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(lower_onnx, "_save_streamed", full)
+    r = _lenet(tmp_path, "--int8")
+    assert r.exit_code == 1, r.output
+    assert "cannot write" in r.output and "No space left on device" in r.output
+    assert out.read_bytes() == b"older model" and (tmp_path / "m.int8.onnx").read_bytes() == b"older int8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "m.onnx"]
+
+
+def test_stale_staging_of_dead_processes_is_swept(tmp_path):
+    dead = tmp_path / ".m.onnx.4194304999.variants.abc"  # past any pid_max: no such process
+    dead.mkdir()
+    (dead / "m.int8.onnx").write_bytes(b"x" * 1000)
+    live = tmp_path / f".m.onnx.{os.getpid()}.variants.xyz"  # this process is alive
+    live.mkdir()
+    other = tmp_path / ".other.onnx.4194304999.variants.abc"  # another output's: not ours to judge
+    other.mkdir()
+    assert _lenet(tmp_path).exit_code == 0
+    assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_a_compile_killed_mid_way_leaves_nothing_after_the_next_one(tmp_path):
+    import signal
+    import time
+    out = tmp_path / "r.onnx"
+    cmd = [sys.executable, "-m", "netspec", "compile", "models/resnet.net:ResNet18", "-o", str(out),
+           "--float16", "--int8"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while not any(p.name.startswith(".r.onnx.") for p in tmp_path.iterdir()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.skip("the compile finished before a staging folder could be seen")
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".r.onnx.")]
+    assert left  # what a kill -9 leaves
+    r = run("compile", ROOT / "models/lenet5.net", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in tmp_path.iterdir()] == ["r.onnx"]
+
+
+def test_nonfinite_weights_are_refused_unless_allowed(tmp_path):
+    from safetensors.numpy import save_file
+    arrays = init_weights(load(ROOT / "models/lenet5.net").graph)
+    arrays["features.0.weight"][0, 0, 0, 0] = np.inf
+    arrays["logits.5.bias"][:] = np.nan
+    save_file(arrays, str(tmp_path / "w.safetensors"))
+    r = _lenet(tmp_path, "--weights", tmp_path / "w.safetensors")
+    assert r.exit_code == 1, r.output
+    assert "inf or NaN in 2 tensor(s): features.0.weight, logits.5.bias" in r.output
+    assert "--allow-nonfinite" in r.output
+    assert not (tmp_path / "m.onnx").exists()
+    assert _lenet(tmp_path, "--weights", tmp_path / "w.safetensors", "--allow-nonfinite").exit_code == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 KB tmpfs: a real full disk. Mounting needs root (and a kernel that lets it)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.name != "posix" or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_really_full_disk_is_a_user_error_and_keeps_older_files(small_disk):
+    out = small_disk / "m.onnx"
+    out.write_bytes(b"older model")
+    # LeNet-5 is 249 KB in float32, 126 KB in float16: with staging, more than 400 KB.
+    r = run("compile", ROOT / "models/lenet5.net", "-o", out, "--float16", "--int8")
+    assert r.exit_code == 1, r.output
+    assert f"cannot write {out}: No space left on device" in r.output
+    assert out.read_bytes() == b"older model"
+    assert [p.name for p in small_disk.iterdir()] == ["m.onnx"]

@@ -104,7 +104,7 @@ class _ConvNd(Op):
                  dilations=list(ntuple(p.dilation, cls.nd)), group=p.groups)
 
     @classmethod
-    def flops(cls, p, ins, outs):
+    def macs(cls, p, ins, outs):
         return outs[0].per_item_numel() * (ins[0].shape[1] // p.groups * math.prod(ntuple(p.kernel, cls.nd)))
 
 
@@ -240,7 +240,7 @@ class ConvTranspose2d(Op):
             ctx.node("Add", [y, b], ctx.outputs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def macs(p, ins, outs):
         kh, kw = pair(p.kernel)
         # Each input pixel scatters into kh*kw outputs per output channel of its group.
         return ins[0].per_item_numel() * (p.out_channels // p.groups) * kh * kw

@@ -57,6 +57,6 @@ class Linear(Op):
         ctx.node("Add", [xw, ctx.weight("bias")], ctx.outputs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def macs(p, ins, outs):
         rows = math.prod(d for d in ins[0].shape[:-1] if isinstance(d, int))
         return rows * ins[0].shape[-1] * p.out_features

@@ -77,7 +77,7 @@ class _Elementwise(Op):
             (acc,) = ctx.node(cls.onnx_type, [acc, x], ctx.outputs if i == len(ctx.inputs) else None)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return outs[0].per_item_numel() * (len(ins) - 1)
 
 
@@ -260,7 +260,7 @@ class MatMul(Op):
         ctx.node("MatMul", ctx.inputs, ctx.outputs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def macs(p, ins, outs):
         k = ins[0].shape[-1]
         return outs[0].per_item_numel() * (k if isinstance(k, int) else 1)
 

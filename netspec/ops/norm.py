@@ -62,7 +62,7 @@ class _BatchNorm(Op):
                  ctx.outputs, epsilon=p.eps, momentum=1 - p.momentum)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return ins[0].per_item_numel()
 
 
@@ -130,7 +130,7 @@ class LayerNorm(Op):
         ctx.node("LayerNormalization", inputs, ctx.outputs, axis=-p.dims, epsilon=p.eps)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return ins[0].per_item_numel()
 
 
@@ -193,5 +193,5 @@ class GroupNorm(Op):
         ctx.node("Add", [yw, b], ctx.outputs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return ins[0].per_item_numel()

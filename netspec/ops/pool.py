@@ -94,7 +94,7 @@ class _Pool(Op):
         return list(pad) + ends, ceil
 
     @classmethod
-    def flops(cls, p, ins, outs):
+    def elementwise(cls, p, ins, outs):
         return outs[0].per_item_numel() * math.prod(_tup(p.kernel, cls.nd))
 
 
@@ -270,7 +270,7 @@ class AdaptiveAvgPool2d(Op):
         ctx.node("MatMul", [y, cols], ctx.outputs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return ins[0].per_item_numel()
 
 
@@ -296,5 +296,5 @@ class GlobalAvgPool(Op):
         ctx.node("GlobalAveragePool", ctx.inputs, ctx.outputs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return ins[0].per_item_numel()

@@ -73,5 +73,5 @@ class Normalize(Op):
         ctx.node("Div", [centred, std], ctx.outputs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return outs[0].per_item_numel()

@@ -68,7 +68,7 @@ class _Reduce(Op):
                  keepdims=int(ctx.params.keepdim))
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return ins[0].per_item_numel()
 
 

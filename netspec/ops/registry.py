@@ -14,7 +14,10 @@ An op class, registered with `@register`, defines side by side:
   needs it).
 - ``onnx(ctx)``: emits ONNX nodes computing ``ctx.outputs`` from ``ctx.inputs``.
 - ``outputs(p)``: how many outputs (1 unless overridden).
-- ``flops(p, ins, outs)``: multiply-accumulates, for the summary.
+- ``macs(p, ins, outs)``: multiply-accumulates per batch item of the products (convolution,
+  linear, matmul, attention, recurrent gates), counted as torchvision and the papers do.
+- ``elementwise(p, ins, outs)``: per-item element operations that the MACs leave out
+  (normalization, pooling, merges, resizing); reported apart, never added to the MACs.
 
 Loss ops set ``kind = "loss"`` and also ``target(p, pred)``: the type of the target tensor
 that the dataset must provide, used when the spec does not declare it.
@@ -159,7 +162,11 @@ class Op:
         return {}
 
     @staticmethod
-    def flops(p, ins: list[TensorType], outs: list[TensorType]) -> int:
+    def macs(p, ins: list[TensorType], outs: list[TensorType]) -> int:
+        return 0
+
+    @staticmethod
+    def elementwise(p, ins: list[TensorType], outs: list[TensorType]) -> int:
         return 0
 
 

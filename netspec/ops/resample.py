@@ -84,6 +84,6 @@ class Upsample(Op):
         ctx.node("Resize", inputs, ctx.outputs, **attrs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return outs[0].per_item_numel() * (4 if p.mode == "bilinear" else 0)
 

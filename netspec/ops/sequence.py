@@ -217,7 +217,7 @@ class MultiHeadAttention(Op):
             ctx.node("MatMul", [y, wt], ctx.outputs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def macs(p, ins, outs):
         ins = _attention_inputs(ins)[0]
         q, k = ins[0], ins[1] if len(ins) == 3 else ins[0]
         e = q.shape[2]
@@ -359,7 +359,7 @@ class _Recurrent(Op):
                     ctx.node("Concat", final, [out], axis=0)
 
     @classmethod
-    def flops(cls, p, ins, outs):
+    def macs(cls, p, ins, outs):
         x = ins[0]
         steps = x.per_item_numel() // x.shape[2]
         dirs = 2 if p.bidirectional else 1

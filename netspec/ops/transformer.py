@@ -121,7 +121,7 @@ class PositionEmbedding(Op):
         ctx.node("Add", [x, w], ctx.outputs)
 
     @staticmethod
-    def flops(p, ins, outs):
+    def elementwise(p, ins, outs):
         return ins[0].per_item_numel()
 
 
