@@ -6,6 +6,8 @@
   `# check: case.net:Network`). Files under lib/ are helpers that cases import.
 - tests/golden/specs/NAME.net is a spec that must check and mean one model; NAME.txt is its
   layer dump (`dump` below): each layer's name, op, output shape and parameter count.
+- tests/golden/compile/NAME.net checks but cannot be compiled with the options on its first line
+  (`# compile: --opset 13`); NAME.err is the exact stderr of `netspec compile`.
 - tests/golden/zoo/FILE.NETWORK.txt pins every network of models/*.net the same way: layer
   names are checkpoint keys and ONNX initializer names, so a change to any is a change users see.
 
@@ -106,6 +108,21 @@ def test_zoo_layer_names_and_shapes(path: Path, network: str):
 
 def test_every_zoo_network_is_pinned_and_back():
     assert {p.name for p in ZOO_GOLDEN.glob("*.txt")} == {f"{p.stem}.{n}.txt" for p, n in ZOO}
+
+
+COMPILE = Path(__file__).parent / "golden" / "compile"
+COMPILE_CASES = sorted(COMPILE.glob("*.net"))
+
+
+@pytest.mark.parametrize("case", COMPILE_CASES, ids=[c.stem for c in COMPILE_CASES])
+def test_compile_error_golden(case: Path, monkeypatch, tmp_path):
+    """A spec that checks but cannot be compiled as asked: `# compile: ARGS` gives the options."""
+    args = shlex.split(case.read_text(encoding="utf-8").splitlines()[0].removeprefix("# compile:"))
+    monkeypatch.chdir(COMPILE)
+    result = CliRunner().invoke(main, ["compile", case.name, "-o", str(tmp_path / "out.onnx"), *args])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.onnx").exists()
+    _compare(result.stderr, case.with_suffix(".err"))
 
 
 # The class of each mistake, so that callers of the library can tell them apart.
