@@ -27,7 +27,8 @@ class Expressions:
         notes = ()
         hint = self._hint(name, scope)
         if name in KEYWORDS:
-            hint = f"'{name}' is a keyword: does the line before end in '->' with nothing after it?"
+            return NameProblem(f"'{name}' is a keyword, read here as a layer or value", span,
+                               hint="does the line before end in '->' with nothing after it?")
         elif name in scope.skipped:
             where, cond = scope.skipped[name]
             branch = "else branch" if cond else "if branch"
