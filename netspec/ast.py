@@ -55,8 +55,36 @@ class Call(Node):
 
 @dataclass
 class Index(Node):
+    """`v[i]`, `v[a:b]`, `x[:, :, 4:-4]`: one item per subscript, each an expression or a Slice."""
+
     value: Any
-    index: Any
+    items: list[Any]
+
+
+@dataclass
+class Slice(Node):
+    start: Any | None
+    stop: Any | None
+    step: Any | None
+
+
+@dataclass
+class Attr(Node):
+    """`x.shape`: a compile-time property of a value."""
+
+    value: Any
+    name: str
+    name_span: Span | None = None
+
+
+@dataclass
+class Comprehension(Node):
+    """`[Block(c) for c in widths if c > 8]`: a list built at compile time."""
+
+    item: Any
+    names: list[str]
+    iter: Any
+    cond: Any | None
 
 
 @dataclass
@@ -96,6 +124,8 @@ class Ternary(Node):
     cond: Any
     then: Any
     other: Any
+    # `c ? a : b -> Y` once meant `(c ? a : b) -> Y`; kept so the elaborator can refuse it.
+    ambiguous: bool = False
 
 
 @dataclass
@@ -150,6 +180,22 @@ class IfStmt(Node):
 
 
 @dataclass
+class ParamDecl(Node):
+    """`param cls: float32[1, 1, 768] = zeros`: a learnable tensor."""
+
+    name: str
+    type: TensorTypeE
+    init: Any | None
+    name_span: Span | None = None
+
+
+@dataclass
+class AssertStmt(Node):
+    cond: Any
+    message: Any | None
+
+
+@dataclass
 class LossStmt(Node):
     op: str
     args: list[Arg]
@@ -180,6 +226,8 @@ class BlockDef(Node):
     params: list[Param]
     body: list[Any]
     path: str = ""
+    # The file scope it was written in (set by the loader): its names resolve there.
+    scope: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -188,6 +236,7 @@ class NetworkDef(Node):
     params: list[Param]
     body: list[Any]
     path: str = ""
+    scope: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -198,6 +247,7 @@ class NetworkAlias(Node):
     target: str
     args: list[Arg]
     path: str = ""
+    scope: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass

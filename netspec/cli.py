@@ -16,7 +16,7 @@ import click
 
 from . import __version__, report
 from .completion import complete_network, complete_spec
-from .errors import DataProblem, NetspecError
+from .errors import DataProblem, NetspecError, UsageProblem
 
 SPEC = click.argument("spec", metavar="FILE[:NETWORK]", shell_complete=complete_spec)
 
@@ -34,6 +34,8 @@ def user_errors(f):
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
+        except UsageProblem as e:
+            raise click.UsageError(e.diagnostics[0].message) from None
         except NetspecError as e:
             report.error(e)
             raise SystemExit(1) from None

@@ -75,18 +75,32 @@ def _excerpt(span: Span) -> list[str]:
     return [gutter + shown, " " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" * width]
 
 
+MAX_QUOTED = 80  # characters of a user's name or path quoted in a message
+
+
+def clip(text: str, limit: int = MAX_QUOTED) -> str:
+    """A name or path as a message quotes it: a 1 MB name is shown by its first characters."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+
+
+MAX_MESSAGE = 600  # characters of one message, hint or note; the rest is cut
+
+
 def render(diag: Diagnostic, severity: str = "error") -> str:
     """Render `PATH:LINE:COL: error: message`, the source line, a caret, and any hint."""
-    head = f"{diag.span}: {severity}: {diag.message}" if diag.span else f"{severity}: {diag.message}"
+    message = clip(diag.message, MAX_MESSAGE)
+    head = f"{diag.span}: {severity}: {message}" if diag.span else f"{severity}: {message}"
     out = [head]
     if diag.span:
         out += _excerpt(diag.span)
     for note, span in diag.notes:
+        note = clip(note, MAX_MESSAGE)
         out.append(f"{span}: note: {note}" if span else f"note: {note}")
         if span:
             out += _excerpt(span)
     if diag.hint:
-        out.append(f"  hint: {diag.hint}")
+        out.append(f"  hint: {clip(diag.hint, MAX_MESSAGE)}")
     return "\n".join(out)
 
 
@@ -132,12 +146,18 @@ class LimitProblem(NetspecError):
     """A spec goes past a sane bound: repetition, nesting depth, model size."""
 
 
+class UsageProblem(NetspecError):
+    """The command line contradicts itself (two network selections); the CLI exits 2."""
+
+
 class DataProblem(NetspecError):
     """A dataset, weights file or checkpoint cannot be used."""
 
 
 def did_you_mean(name: str, candidates) -> str | None:
     """Suggest the closest candidate, as a hint."""
+    if len(name) > MAX_QUOTED:
+        return None
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in candidates}

@@ -419,6 +419,7 @@ def _strip_spans(node):
 
 def format_text(text: str, path: str = "<string>") -> str:
     """The canonical layout of a .net file's text; refuses text that does not parse."""
+    text = text.removeprefix("\ufeff")  # the parser accepts a byte-order mark; the layout drops it
     before = parse_mod.parse(text, path)
     try:
         tree = parse_mod.parser().parse(text)

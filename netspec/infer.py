@@ -43,11 +43,32 @@ def infer(g: nx.DiGraph) -> nx.DiGraph:
         node = g.nodes[name]
         if node["kind"] in ("input", "target"):
             continue
-        op = get_op(node["op"])
-        p = node["params"]
-        if node["kind"] == "loss":
-            _infer_target(g, node, op, p)
-        ins = [type_of(g, r) for r in node["args"]]
+        if node["types"] is None:  # the elaborator types nodes as it adds them; a hand-built graph may not
+            infer_node(g, name)
+        if node["kind"] == "op":
+            total += param_count(get_op(node["op"]), node["params"], [type_of(g, r) for r in node["args"]])
+            if total > MAX_PARAMETERS:
+                _fail(g, name, OpError(f"brings the model past {MAX_PARAMETERS:,} parameters"
+                                       f" ({total:,} so far)", hint="check the sizes of this layer"),
+                      LimitProblem)
+    _check_losses(g)
+    return g
+
+
+def infer_node(g: nx.DiGraph, name: str) -> None:
+    """Run one node's shape rule (its inputs are typed), raising a located error."""
+    node = g.nodes[name]
+    op = get_op(node["op"])
+    p = node["params"]
+    if node["kind"] == "loss":
+        _infer_target(g, node, op, p)
+    ins = [type_of(g, r) for r in node["args"]]
+    try:
+        key = (op.name, p, tuple(ins))
+        outs = _SHAPES.get(key)
+    except TypeError:  # params holding a list are not hashable: nothing to reuse
+        key, outs = None, None
+    if outs is None:
         try:
             outs = op.shape(p, ins)
         except OpError as e:
@@ -55,15 +76,16 @@ def infer(g: nx.DiGraph) -> nx.DiGraph:
         for t in outs:
             if t.per_item_numel() > MAX_ELEMENTS:
                 _fail(g, name, OpError(f"produces a tensor {t} of over 2**40 elements"), LimitProblem)
-        node["types"] = list(outs)
-        if node["kind"] == "op":
-            total += param_count(op, p, ins)
-            if total > MAX_PARAMETERS:
-                _fail(g, name, OpError(f"brings the model past {MAX_PARAMETERS:,} parameters"
-                                       f" ({total:,} so far)", hint="check the sizes of this layer"),
-                      LimitProblem)
-    _check_losses(g)
-    return g
+        if len(_SHAPES) > 50_000:
+            _SHAPES.clear()
+        if key is not None:
+            _SHAPES[key] = outs
+    node["types"] = list(outs)
+
+
+# Shape rules are pure and a network repeats the same layer on the same input many times, so
+# results are kept by (op, params, input types).
+_SHAPES: dict = {}
 
 
 def _infer_target(g: nx.DiGraph, node: dict, op, p) -> None:

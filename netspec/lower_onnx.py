@@ -122,8 +122,9 @@ class Context:
         try:
             schema = onnx.defs.get_schema(op_type, self.opset)
         except onnx.defs.SchemaError:
-            raise OpError(f"ONNX has no {op_type} at opset {self.opset}",
-                          hint="compile with --opset 17 or later") from None
+            since = _first_opset(op_type)
+            raise OpError(f"cannot be written at opset {self.opset}: it needs ONNX's {op_type}, from opset {since}",
+                          hint=f"compile with --opset {since} or later") from None
         if op_type.startswith("Reduce") and "axes" in attrs and "axes" not in schema.attributes:
             axes = attrs.pop("axes")
             inputs = inputs[:1] + [self.const(np.array(axes, dtype=np.int64), "axes")] + inputs[1:]
@@ -131,9 +132,20 @@ class Context:
             attrs["num_outputs"] = n_out
         for attr in attrs:
             if attr not in schema.attributes:
-                raise OpError(f"ONNX {op_type} has no attribute '{attr}' at opset {self.opset}",
-                              hint="compile with --opset 17 or later")
+                since = _first_opset(op_type, attr)
+                raise OpError(f"cannot be written at opset {self.opset}: it needs a form of ONNX's {op_type} "
+                              f"that opset {since} brought", hint=f"compile with --opset {since} or later")
         return inputs
+
+
+def _first_opset(op_type: str, attr: str | None = None) -> int:
+    """The first opset with `op_type` (having `attr`, if given), to name in a refusal."""
+    versions = sorted({d.since_version for d in onnx.defs.get_all_schemas_with_history()
+                       if d.name == op_type and d.domain == ""})
+    for v in versions:
+        if attr is None or attr in onnx.defs.get_schema(op_type, v).attributes:
+            return v
+    return DEFAULT_OPSET
 
 
 def source_line(node: dict) -> str:

@@ -12,13 +12,16 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .errors import LimitProblem, Span, SyntaxProblem, remember_source
+from .sources import read_spec
 
 # Nesting of the syntax tree (a statement costs about 6 levels before its expression starts);
 # deeper specs are refused with a located error, never a RecursionError.
 MAX_DEPTH = 200
 
 KEYWORDS = {"import", "from", "block", "network", "input", "target", "output", "loss", "train",
-            "if", "else", "true", "false", "and", "or", "not", "as"}
+            "if", "else", "true", "false", "and", "or", "not", "as", "assert", "for", "param"}
+
+MAX_QUOTED = 40  # characters of a token quoted in a syntax error
 
 
 def _grammar_path() -> Path:
@@ -47,9 +50,9 @@ def _tok_span(path: str, tok: Token) -> Span:
 
 @v_args(meta=True)
 class _ToAst(Transformer):
-    def __init__(self, path: str):
+    def __init__(self, path: str, text: str = ""):
         super().__init__()
-        self.path = path
+        self.path, self.text = path, text
 
     def s(self, meta) -> Span:
         return _span(self.path, meta)
@@ -85,7 +88,18 @@ class _ToAst(Transformer):
         return ast.Call(self.s(meta), c[0], c[1] or [])
 
     def index(self, meta, c):
-        return ast.Index(self.s(meta), c[0], c[1])
+        return ast.Index(self.s(meta), c[0], [x for x in c[1:] if x is not None])
+
+    def slice(self, meta, c):
+        return ast.Slice(self.s(meta), c[0], c[1], c[2])
+
+    def attr(self, meta, c):
+        return ast.Attr(self.s(meta), c[0], str(c[1]), _tok_span(self.path, c[1]))
+
+    def comprehension(self, meta, c):
+        names = [str(x) for x in c[1:] if isinstance(x, Token)]
+        rest = [x for x in c[1:] if not isinstance(x, Token)]
+        return ast.Comprehension(self.s(meta), c[0], names, rest[0], rest[1])
 
     def named(self, meta, c):
         return ast.Named(self.s(meta), c[0], str(c[1]))
@@ -109,7 +123,15 @@ class _ToAst(Transformer):
         return ast.BoolOp(self.s(meta), "or", c[0], c[1])
 
     def ternary(self, meta, c):
-        return ast.Ternary(self.s(meta), c[0], c[1], c[2])
+        return ast.Ternary(self.s(meta), c[0], c[1], c[2],
+                           ambiguous=not isinstance(c[1], ast.Chain) and isinstance(c[2], ast.Chain)
+                           and not self._parenthesized(c[2]))
+
+    def _parenthesized(self, node) -> bool:
+        # Parentheses leave no node; the text before the chain tells whether it had one.
+        line = self.text.splitlines()[node.span.line - 1] if self.text else ""
+        before = line[:node.span.col - 1].rstrip()
+        return before.endswith("(")
 
     def chain(self, meta, c):
         return ast.Chain(self.s(meta), list(c))
@@ -143,6 +165,12 @@ class _ToAst(Transformer):
         if isinstance(other, ast.IfStmt):
             other = [other]
         return ast.IfStmt(self.s(meta), c[0], c[1], other or [])
+
+    def param_decl(self, meta, c):
+        return ast.ParamDecl(self.s(meta), str(c[0]), c[1], c[2], _tok_span(self.path, c[0]))
+
+    def assert_stmt(self, meta, c):
+        return ast.AssertStmt(self.s(meta), c[0], c[1])
 
     def loss_stmt(self, meta, c):
         return ast.LossStmt(self.s(meta), str(c[0]), c[1] or [])
@@ -249,9 +277,26 @@ def _unclosed(text: str, path: str) -> tuple[str, Span] | None:
     return stack[-1] if stack else None
 
 
+def _wrong_closer(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem | None:
+    """A `}` or `)` that meets another open bracket: report the bracket left open, not the closer."""
+    pos = e.pos_in_stream if e.pos_in_stream is not None else -1
+    if not 0 <= pos < len(text) or text[pos] not in ")]}":
+        return None
+    opener = _unclosed(text[:pos], path)
+    if opener is None or _CLOSERS[opener[0]] == text[pos]:
+        return None
+    here = Span(path, e.line, e.column, e.line, e.column + 1)
+    return SyntaxProblem(f"this '{opener[0]}' is never closed", opener[1],
+                         f"close it with '{_CLOSERS[opener[0]]}' before the '{text[pos]}'",
+                         ((f"found '{text[pos]}' here", here),))
+
+
 def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
     line, col = e.line, e.column
     hint = None
+    wrong = _wrong_closer(e, path, text)
+    if wrong is not None:
+        return wrong
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
         msg = f"unexpected character {ch!r}"
@@ -276,10 +321,15 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
                              hint, notes)
     tok = getattr(e, "token", None) or Token("$END", "")
     shown = str(tok)
+    if len(shown) > MAX_QUOTED:
+        shown = shown[:MAX_QUOTED] + "..."
     expected = set(e.expected)
     msg = f"unexpected {shown!r}, expected {_describe(expected)}"
     if shown == "=" and text[tok.end_pos:tok.end_pos + 1] == ">":
         hint = "layers are chained with '->', not '=>'"
+    elif text[:tok.start_pos].split()[-1:] == ["for"] and "RSQB" not in expected:
+        msg = "a spec has no for statement"
+        hint = "repeat with a list in a chain, x -> [Block(c) for c in widths], or with Block * n"
     elif shown in KEYWORDS and "NAME" in expected:
         hint = f"'{shown}' is a keyword and cannot be used as a name"
     elif shown == "=" and text[:tok.start_pos].split()[-1:] and text[:tok.start_pos].split()[-1] in KEYWORDS:
@@ -299,6 +349,7 @@ def _syntax_error(e: UnexpectedInput, path: str, text: str) -> SyntaxProblem:
 
 def parse(text: str, path: str = "<string>", start: str = "start"):
     """Parse one file's text into its top-level items (or, with start="args", call arguments)."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write one
     remember_source(path, text)
     try:
         tree = parser(start).parse(text)
@@ -306,19 +357,9 @@ def parse(text: str, path: str = "<string>", start: str = "start"):
         raise _syntax_error(e, path, text) from None
     _check_depth(tree, path)
     with deep_stack():
-        return _ToAst(path).transform(tree)
+        return _ToAst(path, text).transform(tree)
 
 
 def parse_file(path: str | Path) -> list:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SyntaxProblem(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SyntaxProblem(f"{path}: is a directory, not a .net file") from None
-    except UnicodeDecodeError as e:
-        raise SyntaxProblem(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise SyntaxProblem(f"{path}: cannot read ({e.strerror})") from None
-    return parse(text, str(path))
+    """Parse a spec file (a regular UTF-8 file of sane size; see `sources.read_spec`)."""
+    return parse(read_spec(path), str(path))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import networkx as nx
 
-from .errors import NetspecError
+from .errors import NetspecError, ParamProblem, UsageProblem
 from .graph import type_of
 from .types import TensorType
 
@@ -116,27 +117,49 @@ def split_target(target: str) -> tuple[str, str | None]:
 def load(target: str | Path, network: str | None = None, params: dict | None = None) -> Spec:
     """Parse, elaborate and check a `.net` file (optionally `PATH:Network`) into a Spec.
 
-    `params` overrides the network's parameters: {"classes": 10} or {"depths": "[2, 2, 2, 2]"};
-    a string is read as a spec expression.
+    `params` overrides the network's parameters: {"classes": 10} or {"depths": [2, 2, 2, 2]};
+    a string is read as a spec expression ("[2, 2, 2, 2]", '"relu"'), as `--set` writes it.
     """
-    from .elaborate import elaborate_file
+    from .elaborate import Override, constant, elaborate_file
     from .infer import infer
     path, name = split_target(str(target))
-    texts = {k: v if isinstance(v, str) else _spec_literal(v) for k, v in (params or {}).items()}
-    g = elaborate_file(path, network or name, texts)
+    if network and name and network != name:
+        raise UsageProblem(f"two networks selected: '{name}' in {target} and '{network}' with --network",
+                           hint="name the network once")
+    overrides, texts = {}, {}
+    for key, v in (params or {}).items():
+        origin = f"--set {key}={v}" if isinstance(v, str) else f"params[{key!r}]={v!r}"
+        value = constant(key, v, origin) if isinstance(v, str) else _spec_value(v, origin)
+        overrides[key] = Override(value, origin)
+        texts[key] = v if isinstance(v, str) else _spec_literal(value)
+    g = elaborate_file(path, network or name, overrides)
     infer(g)
-    return Spec(g, dict(texts))
+    return Spec(g, texts)
 
 
 def _spec_literal(v) -> str:
-    """A Python value written as a spec expression."""
+    """A value written as a spec expression, as a model's metadata records an override."""
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, tuple):
         return "[" + ", ".join(_spec_literal(x) for x in v) + "]"
     if isinstance(v, str):
         return '"' + v + '"'
     return repr(v)
+
+
+def _spec_value(v, origin: str):
+    """A Python value as the spec's compile-time value (lists become tuples)."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_spec_value(x, origin) for x in v)
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, numbers.Integral):  # numpy integers and the like
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    raise ParamProblem(f"{origin}: a parameter is a number, boolean, string or list, "
+                       f"not {type(v).__name__}")
 
 
 __all__ = ["Spec", "load", "NetspecError"]

@@ -1,10 +1,17 @@
-"""Golden diagnostics: each tests/golden/errors/NAME.net is one user mistake, NAME.err the exact
-stderr of `netspec check NAME.net`, run from that folder so the paths in messages are stable.
+"""Golden files, three kinds:
 
-A case's first line may read `# check: ARGS` to pass other arguments than the file name
-(for example `# check: case.net:Network`). Files under lib/ are helpers that cases import.
+- tests/golden/errors/NAME.net is one user mistake, NAME.err the exact stderr of
+  `netspec check NAME.net`, run from that folder so the paths in messages are stable. A case's
+  first line may read `# check: ARGS` to pass other arguments than the file name (for example
+  `# check: case.net:Network`). Files under lib/ are helpers that cases import.
+- tests/golden/specs/NAME.net is a spec that must check and mean one model; NAME.txt is its
+  layer dump (`dump` below): each layer's name, op, output shape and parameter count.
+- tests/golden/compile/NAME.net checks but cannot be compiled with the options on its first line
+  (`# compile: --opset 13`); NAME.err is the exact stderr of `netspec compile`.
+- tests/golden/zoo/FILE.NETWORK.txt pins every network of models/*.net the same way: layer
+  names are checkpoint keys and ONNX initializer names, so a change to any is a change users see.
 
-After a deliberate change to a message, regenerate the expected files and review the diff:
+After a deliberate change, regenerate the expected files and review the diff:
 
     NETSPEC_REGEN=1 pytest tests/test_golden.py
 """
@@ -18,10 +25,14 @@ from click.testing import CliRunner
 
 from netspec.cli import main
 from netspec.errors import GraphProblem, LimitProblem, NameProblem, ParamProblem, ShapeProblem, SyntaxProblem
+from netspec.loader import Loader
 from netspec.parse import MAX_DEPTH
 from netspec.spec import load
 
 ERRORS = Path(__file__).parent / "golden" / "errors"
+SPECS = Path(__file__).parent / "golden" / "specs"
+ZOO_GOLDEN = Path(__file__).parent / "golden" / "zoo"
+MODELS = Path(__file__).resolve().parent.parent / "models"
 CASES = sorted(ERRORS.glob("*.net"))
 REGEN = os.environ.get("NETSPEC_REGEN") == "1"
 
@@ -57,6 +68,63 @@ def test_every_case_has_an_err_file_and_back():
     assert errs == {c.stem for c in CASES}
 
 
+def dump(spec) -> str:
+    """A network's layers, one per line: name, op, output shape(s), trainable parameters."""
+    lines = [f"# {spec.name}: {spec.parameters:,} parameters",
+             "# inputs: " + ", ".join(f"{n} {t.full()}" for n, t in spec.inputs),
+             "# outputs: " + ", ".join(f"{n} {t.full()}" for n, t in spec.outputs)]
+    lines += [f"{r['name']}  {r['op']}  {r['shape']}  {r['parameters']}" for r in spec.rows]
+    return "\n".join(lines) + "\n"
+
+
+def _compare(got: str, expected: Path) -> None:
+    if REGEN:
+        expected.write_text(got, encoding="utf-8")
+    assert expected.is_file(), f"no {expected.name}; run NETSPEC_REGEN=1 pytest {__file__}"
+    assert got == expected.read_text(encoding="utf-8"), f"{expected.name} differs; if meant, regenerate it"
+
+
+SPEC_CASES = sorted(SPECS.glob("*.net"))
+
+
+@pytest.mark.parametrize("case", SPEC_CASES, ids=[c.stem for c in SPEC_CASES])
+def test_spec_golden(case: Path, monkeypatch):
+    monkeypatch.chdir(SPECS)
+    _compare(dump(load(case.name)), case.with_suffix(".txt"))
+
+
+def _zoo_networks() -> list[tuple[Path, str]]:
+    loader = Loader()
+    return [(f, n) for f in sorted(MODELS.glob("*.net")) for n in loader.load(str(f)).own_networks]
+
+
+ZOO = _zoo_networks()
+
+
+@pytest.mark.parametrize("path, network", ZOO, ids=[f"{p.stem}.{n}" for p, n in ZOO])
+def test_zoo_layer_names_and_shapes(path: Path, network: str):
+    _compare(dump(load(path, network)), ZOO_GOLDEN / f"{path.stem}.{network}.txt")
+
+
+def test_every_zoo_network_is_pinned_and_back():
+    assert {p.name for p in ZOO_GOLDEN.glob("*.txt")} == {f"{p.stem}.{n}.txt" for p, n in ZOO}
+
+
+COMPILE = Path(__file__).parent / "golden" / "compile"
+COMPILE_CASES = sorted(COMPILE.glob("*.net"))
+
+
+@pytest.mark.parametrize("case", COMPILE_CASES, ids=[c.stem for c in COMPILE_CASES])
+def test_compile_error_golden(case: Path, monkeypatch, tmp_path):
+    """A spec that checks but cannot be compiled as asked: `# compile: ARGS` gives the options."""
+    args = shlex.split(case.read_text(encoding="utf-8").splitlines()[0].removeprefix("# compile:"))
+    monkeypatch.chdir(COMPILE)
+    result = CliRunner().invoke(main, ["compile", case.name, "-o", str(tmp_path / "out.onnx"), *args])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.stderr and not (tmp_path / "out.onnx").exists()
+    _compare(result.stderr, case.with_suffix(".err"))
+
+
 # The class of each mistake, so that callers of the library can tell them apart.
 KINDS = {
     "syntax_missing_comma": SyntaxProblem,
@@ -75,6 +143,16 @@ KINDS = {
     "repeat_too_large": LimitProblem,
     "model_too_large": LimitProblem,
     "train_lr_not_positive": ParamProblem,
+    "loss_target_typo": NameProblem,
+    "shape_symbolic_dim": ShapeProblem,
+    "ternary_ambiguous": GraphProblem,
+    "value_too_large": LimitProblem,
+    "number_overflow": LimitProblem,
+    "repeated_squaring": LimitProblem,
+    "import_outside": NameProblem,
+    "for_statement": SyntaxProblem,
+    "unclosed_paren": SyntaxProblem,
+    "assert_fails": ParamProblem,
 }
 
 

@@ -540,3 +540,307 @@ def test_the_importing_files_loss_and_train_block_take_precedence(spec):
     losses = [s.graph.nodes[n] for n in s.graph.graph["losses"]]
     assert [n["params"].label_smoothing for n in losses] == [0.1]
     assert s.train_config.epochs == 2
+
+
+# ------------------------------------------------------------------ lexical scope, shapes, loops
+
+def test_an_imported_block_resolves_names_in_its_own_file(spec):
+    """The importer's own ConvBN (no BatchNorm) must not replace the one mobilenet.net wrote."""
+    s = spec(f'''
+        from "{ROOT / 'models' / 'mobilenet.net'}" import InvertedResidual
+        block ConvBN(width) {{
+            out = in -> Conv2d(width, 1)
+        }}
+        network Net {{
+            input x: float32[N, 16, 8, 8]
+            h = x -> ConvBN(16)
+            output y = h -> InvertedResidual(16, 1, 6) -> GlobalAvgPool -> Flatten
+        }}
+    ''')
+    ops = [op for op, _ in layers(s).values()]
+    assert ops.count("BatchNorm2d") == 3 and "Add" in ops
+    assert layers(s)["h.0"][0] == "Conv2d"
+
+
+def test_a_block_reads_its_inputs_shape(spec):
+    s = spec('''
+        block Proj(width) {
+            c = in.shape[1]
+            out = c == width ? in -> ReLU : in -> Conv2d(width, 1)
+        }
+        network Net {
+            input x: float32[N, 8, 4, 4]
+            output y = x -> Proj(8) -> Proj(16) -> GlobalAvgPool -> Flatten -> Linear(x.shape[-1])
+        }
+    ''')
+    assert [op for op, _ in layers(s).values()] == ["ReLU", "Conv2d", "GlobalAvgPool", "Flatten", "Linear"]
+    assert shapes(s) == {"y": "float32[N,4]"}
+
+
+def test_comprehensions_run_layers_in_order_and_bound_their_size(spec):
+    s = spec('''
+        network Net(widths = [4, 8, 16]) {
+            input x: float32[N, 2]
+            output y = x -> [Linear(w) -> ReLU for w in widths if w > 4] -> Linear(len(widths))
+        }
+    ''')
+    assert [r["shape"] for r in s.rows] == ["[N,8]", "[N,8]", "[N,16]", "[N,16]", "[N,3]"]
+    from netspec.errors import LimitProblem
+    with pytest.raises(LimitProblem, match="range"):
+        spec('''
+            network Net(n = len(range(1000000000))) {
+                input x: float32[N, 2]
+                output y = x -> Linear(n)
+            }
+        ''')
+
+
+def test_a_loop_variable_may_not_shadow_a_name(spec):
+    with pytest.raises(NameProblem, match="loop variable"):
+        spec('''
+            network Net(w = 3) {
+                input x: float32[N, 2]
+                output y = x -> [Linear(w) for w in [1, 2]]
+            }
+        ''')
+
+
+def test_assert_passes_silently_and_fails_with_its_message(spec):
+    text = '''
+        block B(groups) {
+            assert in.shape[1] % groups == 0, "channels must divide into groups"
+            out = in -> Conv2d(8, 1, groups=groups)
+        }
+        network Net(g = 2) {
+            input x: float32[N, 8, 4, 4]
+            output y = x -> B(g) -> Flatten
+        }
+    '''
+    assert spec(text).parameters == 8 * 4 + 8
+    with pytest.raises(ParamProblem, match="channels must divide into groups"):
+        spec(text.replace("g = 2", "g = 3"))
+
+
+def test_discarded_outputs_need_no_use(spec):
+    s = spec('''
+        network Net {
+            input x: float32[N, 8]
+            a, _ = x -> Split([4, 4], dim=1)
+            output y = a -> Linear(2)
+        }
+    ''')
+    assert list(layers(s)) == ["a", "y"]
+
+
+def test_layer_sequences_are_values(spec):
+    s = spec('''
+        network Net {
+            input x: float32[N, 8]
+            stem = Linear(4) -> ReLU
+            output y = x -> stem -> Linear(2)
+        }
+    ''')
+    assert [op for op, _ in layers(s).values()] == ["Linear", "ReLU", "Linear"]
+
+
+def test_list_slices_and_value_functions(spec):
+    s = spec('''
+        network Net(widths = [4, 8, 16, 32]) {
+            input x: float32[N, 2]
+            output y = x -> Linear(max(widths[1:3]) + min(3, 5) + round(0.6) + len("ab"))
+        }
+    ''')
+    assert shapes(s) == {"y": "float32[N,22]"}
+
+
+# ------------------------------------------------------------------ hostile specs (issue 5)
+
+def _refused(path, cls=None):
+    from netspec.errors import NetspecError
+    with pytest.raises(cls or NetspecError) as e:
+        load(path)
+    return e.value.render()
+
+
+def test_a_fifo_or_device_as_the_spec_is_refused_without_reading(tmp_path):
+    fifo = tmp_path / "pipe.net"
+    os.mkfifo(fifo)
+    assert "not a regular file" in _refused(fifo)
+    link = tmp_path / "zero.net"
+    link.symlink_to("/dev/zero")
+    assert "not a regular file" in _refused(link)
+    assert "not a regular file" in _refused("/dev/zero")
+
+
+def test_an_oversized_spec_is_refused_by_its_size(tmp_path):
+    from netspec.errors import LimitProblem
+    from netspec.loader import MAX_SPEC_BYTES
+    big = tmp_path / "big.net"
+    with open(big, "wb") as f:
+        f.truncate(MAX_SPEC_BYTES + 1)
+    assert "too large for a spec" in _refused(big, LimitProblem)
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    p = tmp_path / "bom.net"
+    p.write_bytes(b"\xef\xbb\xbfnetwork N {\n    input x: float32[N, 4]\n    output y = x -> Linear(2)\n}\n")
+    assert load(p).parameters == 10
+
+
+def test_blocks_doubling_forty_times_are_refused_by_counting(tmp_path):
+    import time
+    from netspec.errors import LimitProblem
+    text = "block B0() {\n    out = in -> ReLU\n}\n" + "".join(
+        f"block B{i}() {{\n    out = in -> B{i - 1}() -> B{i - 1}()\n}}\n" for i in range(1, 41))
+    text += "network Net {\n    input x: float32[N, 8]\n    output y = x -> B40()\n}\n"
+    assert len(text) < 2100
+    (tmp_path / "double.net").write_text(text, encoding="utf-8")
+    start = time.perf_counter()
+    with pytest.raises(LimitProblem, match="grows past 200,000 layers"):
+        load(tmp_path / "double.net")
+    assert time.perf_counter() - start < 20  # a hang bound, not a benchmark: bench/ measures it
+
+
+def test_a_large_network_counted_with_placeholders_is_then_built_in_full(spec, monkeypatch):
+    from netspec import expansion
+    monkeypatch.setattr(expansion, "STUB_SIZE", 2)
+    s = spec('''
+        block B() {
+            out = in -> Linear(4) -> ReLU
+        }
+        network Net {
+            input x: float32[N, 4]
+            output y = x -> B() * 5
+        }
+    ''')
+    assert len(s.rows) == 10 and not any(n.startswith("~") for n in s.graph.nodes)
+
+
+def test_imports_are_confined_unless_widened(tmp_path, monkeypatch):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "lib.net").write_text("block B() {\n    out = in -> ReLU\n}\n", encoding="utf-8")
+    inside = tmp_path / "proj"
+    inside.mkdir()
+    main = inside / "main.net"
+    main.write_text('from "../outside/lib.net" import B\nnetwork N {\n    input x: float32[N, 4]\n'
+                    '    output y = x -> B()\n}\n', encoding="utf-8")
+    assert "outside the spec's folder and the zoo" in _refused(main, NameProblem)
+    monkeypatch.setenv("NETSPEC_IMPORT_PATH", str(outside))
+    assert load(main).rows[0]["op"] == "ReLU"
+
+
+def test_a_file_that_is_not_a_spec_is_quoted_by_one_line_at_most(tmp_path):
+    (tmp_path / "secret.txt").write_text("root:x:0:0:" + "s" * 500 + "\nsecond line\n", encoding="utf-8")
+    main = tmp_path / "main.net"
+    main.write_text('import "secret.txt"\n', encoding="utf-8")
+    message = _refused(main)
+    assert "second line" not in message
+    assert max(len(line) for line in message.splitlines()) < 200
+
+
+def test_a_huge_undefined_name_is_quoted_in_part(spec):
+    with pytest.raises(NameProblem) as e:
+        spec("network N {\n    input x: float32[N, 4]\n    output y = x -> " + "q" * 1_000_000 + "\n}\n")
+    assert len(e.value.render()) < 2000
+
+
+# ------------------------------------------------------------------ the command line (issue 11)
+
+def test_two_network_selections_are_a_usage_error():
+    from click.testing import CliRunner
+    from netspec.cli import main
+    r = CliRunner().invoke(main, ["check", f"{ROOT / 'models' / 'resnet.net'}:ResNet50", "--network", "ResNet18"])
+    assert r.exit_code == 2
+    assert "'ResNet50'" in r.stderr and "'ResNet18'" in r.stderr
+    same = CliRunner().invoke(main, ["check", f"{ROOT / 'models' / 'resnet.net'}:ResNet18", "-n", "ResNet18", "--brief"])
+    assert same.exit_code == 0, same.output
+
+
+@pytest.mark.parametrize("value, words", [("2.5", "must be an integer"), ("0", "must be at least 1"),
+                                          ('"two"', "must be an integer")])
+def test_a_bad_set_value_is_reported_at_the_option(value, words):
+    from click.testing import CliRunner
+    from netspec.cli import main
+    r = CliRunner().invoke(main, ["check", str(ROOT / "examples" / "cats_vs_dogs.net"), "--set", f"classes={value}"])
+    assert r.exit_code == 1
+    first, note = r.stderr.splitlines()[:2]
+    assert first == f"error: --set classes={value}: Linear's 'out_features' {words}"
+    assert note.endswith("note: the value is used here") and "cats_vs_dogs.net:" in note
+
+
+def test_python_values_are_passed_as_values(spec, tmp_path):
+    s = load(ROOT / "models" / "resnet.net", "ResNet", params={"depths": [1, 1, 1, 1], "classes": 7})
+    assert shapes(s) == {"logits": "float32[N,7]"}
+    with pytest.raises(ParamProblem, match="not dict"):
+        load(ROOT / "models" / "resnet.net", "ResNet", params={"classes": {"a": 1}})
+
+
+def test_params_are_learnable_layers_named_after_their_declaration(spec):
+    s = spec('''
+        network Net {
+            input x: float32[N, 4]
+            param scale: float32[1, 4] = ones
+            output y = Mul(x, scale) -> Linear(2)
+        }
+    ''')
+    assert layers(s)["scale"] == ("Param", "[1,4]")
+    assert s.graph.nodes["scale"]["params"].init == "ones"
+    from netspec.errors import ShapeProblem
+    with pytest.raises(ShapeProblem, match="fixed dims"):
+        spec('''
+            network Net {
+                input x: float32[N, 4]
+                param bad: float32[N, 4]
+                output y = Mul(x, bad)
+            }
+        ''')
+    with pytest.raises(ParamProblem, match="initial value"):
+        spec('''
+            network Net {
+                input x: float32[N, 4]
+                param bad: float32[1, 4] = gaussian
+                output y = Mul(x, bad)
+            }
+        ''')
+
+
+def test_tensor_slices_follow_python_and_refuse_plain_indices(spec):
+    s = spec('''
+        network Net {
+            input x: float32[N, 3, 10, 10]
+            output y = x[:, 1:, 2:-2, ::3]
+        }
+    ''')
+    assert shapes(s) == {"y": "float32[N,2,6,4]"}
+    with pytest.raises(ParamProblem, match="Select"):
+        spec('''
+            network Net {
+                input x: float32[N, 3, 10, 10]
+                output y = x[:, 0]
+            }
+        ''')
+
+
+def test_nested_lists_are_bounded_in_all(spec):
+    from netspec.errors import LimitProblem
+    with pytest.raises(LimitProblem, match="in all"):
+        spec('''
+            network Net(rows = [[0] * 100000 for i in range(100000)]) {
+                input x: float32[N, 2]
+                output y = x -> Linear(len(rows))
+            }
+        ''')
+
+
+def test_a_reversing_slice_starts_from_the_end(spec):
+    s = spec('''
+        network Net {
+            input x: float32[N, 5]
+            output y = x[:, ::-2]
+        }
+    ''')
+    assert shapes(s) == {"y": "float32[N,3]"}
+    (name,) = layers(s)
+    assert s.graph.nodes[name]["params"].starts == [-1]
+

@@ -186,17 +186,17 @@ def test_hover_and_completion_helpers():
     text = Path(path).read_text(encoding="utf-8")
     a = analyze(path, text)
     assert a.problems == [] and "ResNet152" in a.graphs
-    pos = _pos(text, "skip = project")
+    pos = _pos(text, "skip = stride > 1 or in.shape[1] != width * 4")
     shown = hover_text(a, pos.line, pos.character)
     assert "tensor `skip`" in shown and "float32[N,256,56,56]" in shown
-    pos = _pos(text, "Stage(256, depths[2]", 1)
+    pos = _pos(text, "Stage(64 * 2", 1)  # one call in a list makes all four stages
     shown = hover_text(a, pos.line, pos.character)
     assert "block Stage(width, units, stride, bottleneck)" in shown
     assert "`x.6`: `float32[N,256,14,14]`, 2,099,712 parameters" in shown  # ResNet's (18's) third stage
     assert open_call("x -> Conv2d(64, kernel=3, ") == "Conv2d"
     assert open_call("x -> Conv2d(64, kernel=[3, ") is None
     assert open_call("x -> Conv2d(64) -> ") is None
-    pos = _pos(text, "Stage(64, depths[0]", 6)
+    pos = _pos(text, "Stage(64 * 2", 6)
     names = [i.label for i in completions(a, pos.line, pos.character)]
     assert names == ["width", "units", "stride", "bottleneck"]
 

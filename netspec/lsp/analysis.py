@@ -47,6 +47,7 @@ class Analysis:
 def analyze(path: str, text: str, buffers: dict[str, str] | None = None) -> Analysis:
     """Check every network of `text` as `netspec check` would; collect each distinct mistake."""
     from ..elaborate import Elaborator
+    from ..loader import Loader
     from ..infer import infer
     buffers = dict(buffers or {})
     buffers[key(path)] = text
@@ -63,7 +64,7 @@ def analyze(path: str, text: str, buffers: dict[str, str] | None = None) -> Anal
         return result
     networks = [i.name for i in result.items if isinstance(i, (ast.NetworkDef, ast.NetworkAlias))]
     seen = set()
-    elaborator = Elaborator(read)  # one for the file: each file is parsed once, not once per network
+    elaborator = Elaborator(Loader(read=read))  # one for the file: each file is parsed once, not once per network
     for name in networks or [None]:
         try:
             with deep_stack():
