@@ -85,35 +85,9 @@ def check(spec, network, sets, as_json, brief):
     """Parse and shape-check a spec; print its layers, shapes and parameter counts."""
     s = _load(spec, network, sets)
     if as_json:
-        report.as_json(spec_json(s, layers=not brief))
+        report.as_json(s.to_json(layers=not brief))
     else:
         report.summary(s, layers=not brief)
-
-
-def _tensor(name, t) -> dict:
-    return {"name": name, "dtype": t.dtype, "shape": list(t.shape)}
-
-
-def spec_json(s, layers: bool = True) -> dict:
-    g = s.graph
-    output_of = {ref: name for name, ref, _ in g.graph["outputs"]}
-    out = {
-        "network": s.name,
-        "file": s.path,
-        "parameters": s.parameters,
-        "macs": sum(r["macs"] for r in s.rows),
-        "elementwise": sum(r["elementwise"] for r in s.rows),
-        "inputs": [_tensor(n, t) for n, t in s.inputs],
-        "outputs": [_tensor(n, t) for n, t in s.outputs],
-        "targets": [_tensor(n, t) for n, t in s.targets],
-        "losses": [{"op": g.nodes[n]["op"], "prediction": output_of[g.nodes[n]["args"][0]],
-                    "target": g.nodes[n]["args"][1].node, "weight": g.nodes[n]["weight"]}
-                   for n in g.graph["losses"]],
-        "train": s.train_config.model_dump(mode="json"),
-    }
-    if layers:
-        out["layers"] = s.rows
-    return out
 
 
 def _weights_for(s, weights: str | None, seed: int):

@@ -66,19 +66,14 @@ def summary(spec, layers: bool = True) -> None:
         table(rows, [("name", "layer"), ("op", "op"), ("shape", "output"), ("parameters", "parameters"),
                      ("inputs", "inputs")])
         click.echo()
-    macs = sum(r["macs"] for r in spec.rows)
-    elementwise = sum(r["elementwise"] for r in spec.rows)
     click.echo(f"network     {spec.name}  ({spec.path})")
     for label, items in (("inputs", spec.inputs), ("outputs", spec.outputs), ("targets", spec.targets)):
         if items:
             click.echo(f"{label:<11} " + ", ".join(f"{n}: {t.full()}" for n, t in items))
-    output_of = {ref: n for n, ref, _ in g.graph["outputs"]}
-    for name in g.graph["losses"]:
-        node = g.nodes[name]
-        args = ", ".join(output_of.get(r, r.node) for r in node["args"])
-        weight = f" x {node['weight']:g}" if node["weight"] != 1 else ""
-        click.echo(f"loss        {node['op']}({args}){weight}")
+    for term in spec.losses:
+        weight = f" x {term.weight:g}" if term.weight != 1 else ""
+        click.echo(f"loss        {term.op}({term.prediction}, {term.target}){weight}")
     click.echo(f"layers      {len(spec.rows):,}")
     click.echo(f"parameters  {spec.parameters:,} ({_human(spec.parameters)})")
-    click.echo(f"MACs/item   {macs:,} ({_human(macs)})  conv, linear, matmul and attention, as torchvision counts")
-    click.echo(f"elementwise {elementwise:,} ({_human(elementwise)})  per item: norms, pooling, merges, resizing")
+    click.echo(f"MACs/item   {spec.macs:,} ({_human(spec.macs)})  conv, linear, matmul and attention, as torchvision counts")
+    click.echo(f"elementwise {spec.elementwise:,} ({_human(spec.elementwise)})  per item: norms, pooling, merges, resizing")

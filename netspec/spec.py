@@ -17,6 +17,16 @@ from .types import TensorType
 CLASSIFICATION_LOSSES = ("CrossEntropy", "NLL")
 
 
+@dataclass(frozen=True)
+class Loss:
+    """One loss term: the op, the output it reads (or a tensor's name), its target and weight."""
+
+    op: str
+    prediction: str
+    target: str
+    weight: float
+
+
 @dataclass
 class Spec:
     """One checked network: its graph, and the ways to lower it."""
@@ -46,14 +56,22 @@ class Spec:
         return [(n, self.graph.nodes[n]["types"][0]) for n in self.graph.graph["targets"]]
 
     @property
-    def classifier_output(self) -> str | None:
-        """The output that the first classification loss reads: where accuracy is measured."""
+    def losses(self) -> list[Loss]:
+        """The loss terms, each reading a declared output (named as such) and a target."""
         g = self.graph
+        output_of = {ref: name for name, ref, _ in g.graph["outputs"]}
+        terms = []
         for name in g.graph["losses"]:
             node = g.nodes[name]
-            if node["op"] in CLASSIFICATION_LOSSES:
-                return next(n for n, ref, _ in g.graph["outputs"] if ref == node["args"][0])
-        return None
+            prediction, target = node["args"][0], node["args"][1]
+            terms.append(Loss(node["op"], output_of.get(prediction, prediction.node), target.node,
+                              node["weight"]))
+        return terms
+
+    @property
+    def classifier_output(self) -> str | None:
+        """The output that the first classification loss reads: where accuracy is measured."""
+        return next((t.prediction for t in self.losses if t.op in CLASSIFICATION_LOSSES), None)
 
     @property
     def train_config(self):
@@ -69,6 +87,38 @@ class Spec:
     @property
     def parameters(self) -> int:
         return sum(r["parameters"] for r in self.rows)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per item in conv, linear, matmul and attention (torchvision's count)."""
+        return sum(r["macs"] for r in self.rows)
+
+    @property
+    def elementwise(self) -> int:
+        """Element-wise work per item (norms, pooling, merges, resizing), apart from the MACs."""
+        return sum(r["elementwise"] for r in self.rows)
+
+    def to_json(self, layers: bool = True) -> dict:
+        """What `netspec check --json` prints: the network, its tensors, losses, totals and layers."""
+        def tensor(name, t):
+            return {"name": name, "dtype": t.dtype, "shape": list(t.shape)}
+
+        out = {
+            "network": self.name,
+            "file": self.path,
+            "parameters": self.parameters,
+            "macs": self.macs,
+            "elementwise": self.elementwise,
+            "inputs": [tensor(n, t) for n, t in self.inputs],
+            "outputs": [tensor(n, t) for n, t in self.outputs],
+            "targets": [tensor(n, t) for n, t in self.targets],
+            "losses": [{"op": t.op, "prediction": t.prediction, "target": t.target, "weight": t.weight}
+                       for t in self.losses],
+            "train": self.train_config.model_dump(mode="json"),
+        }
+        if layers:
+            out["layers"] = self.rows
+        return out
 
     def to_torch(self):
         """A `torch.fx.GraphModule` whose forward takes the inputs in declared order."""
