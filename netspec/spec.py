@@ -77,15 +77,21 @@ class Spec:
         from .lower_torch import loss_module
         return loss_module(self.graph)
 
-    def to_onnx(self, module=None, weights: dict | None = None, opset: int | None = None, seed: int = 0):
-        """An ONNX ModelProto with `module`'s weights, the given arrays, or fresh ones."""
+    def to_onnx(self, module=None, weights: dict | None = None, opset: int | None = None, seed: int = 0,
+                fold: bool = True):
+        """An ONNX ModelProto with `module`'s weights, the given arrays, or fresh ones.
+
+        `fold` stores weights as the inference graph consumes them (BatchNorm folded into the
+        Conv before it, Linear weights transposed); False keeps the initializers one for one
+        with the state dict, and BatchNormalization nodes.
+        """
         from . import lower_onnx
         from .weights import init_weights, state_dict_arrays
         if module is not None:
             weights = state_dict_arrays(module)
         if weights is None:
             weights = init_weights(self.graph, seed=seed)
-        return lower_onnx.to_onnx(self.graph, weights, opset=opset or lower_onnx.DEFAULT_OPSET)
+        return lower_onnx.to_onnx(self.graph, weights, opset=opset or lower_onnx.DEFAULT_OPSET, fold=fold)
 
 
 def split_target(target: str) -> tuple[str, str | None]:

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..errors import OpError
 from .registry import Op, Params, PosInt, WeightSpec, register, static_dim
+
+
+def transposed(ctx, local: str) -> str:
+    """This layer's 2-d weight `local`, transposed: stored so when folding, else a Transpose node."""
+    if ctx.fold:
+        rows, cols = ctx.weight_shape(local)
+        return ctx.derived(f"{local}/T", np.transpose, [local], (cols, rows))
+    return ctx.node("Transpose", [ctx.weight(local)], perm=[1, 0])[0]
 
 
 @register
@@ -43,13 +53,13 @@ class Linear(Op):
     @staticmethod
     def onnx(ctx):
         p = ctx.params
-        x, w = ctx.inputs[0], ctx.weight("weight")
+        x = ctx.inputs[0]
         if ctx.in_types[0].rank == 2:
-            inputs = [x, w] + ([ctx.weight("bias")] if p.bias else [])
+            inputs = [x, ctx.weight("weight")] + ([ctx.weight("bias")] if p.bias else [])
             ctx.node("Gemm", inputs, ctx.outputs, transB=1)
             return
-        # Gemm is rank 2 only; the transpose of a constant is folded by any runtime.
-        (wt,) = ctx.node("Transpose", [w], perm=[1, 0])
+        # Gemm is rank 2 only: MatMul takes the weight as [in, out].
+        wt = transposed(ctx, "weight")
         if not p.bias:
             ctx.node("MatMul", [x, wt], ctx.outputs)
             return
