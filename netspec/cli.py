@@ -139,8 +139,10 @@ def _weights_for(s, weights: str | None, seed: int):
 @click.option("--float16", is_flag=True,
               help="Also write OUT.fp16.onnx: float16 weights and compute, float32 inputs and outputs.")
 @click.option("--int8", is_flag=True, help="Also write OUT.int8.onnx: int8 weights, dynamically quantized.")
+@click.option("--no-fold", "no_fold", is_flag=True,
+              help="Keep BatchNormalization nodes and the weights as the state dict has them (see docs/deploy.md).")
 @user_errors
-def compile_(spec, network, sets, out, weights, opset, seed, optimize, float16, int8):
+def compile_(spec, network, sets, out, weights, opset, seed, optimize, float16, int8, no_fold):
     """Compile a spec to an ONNX model, with trained or freshly initialised weights.
 
     OUT is always the float32 model; each variant flag adds a file beside it (see docs/deploy.md).
@@ -154,10 +156,15 @@ def compile_(spec, network, sets, out, weights, opset, seed, optimize, float16, 
                           hint="create it first, or give another -o path")
     s = _load(spec, network, sets)
     arrays, source = _weights_for(s, weights, seed)
-    model = lower_onnx.to_onnx(s.graph, arrays, opset=opset or lower_onnx.DEFAULT_OPSET)
-    del arrays  # the model holds its own copy; the checker below needs the memory
-    nodes, version = len(model.graph.node), model.opset_import[0].version
     kinds = [k for k, on in (("optimize", optimize), ("float16", float16), ("int8", int8)) if on]
+    # The tensors stay arrays until `save` writes them one at a time: the compile holds the
+    # weights once. Variants are made from a whole ModelProto, so only they build one.
+    model = lower_onnx.lower(s.graph, arrays, opset=opset or lower_onnx.DEFAULT_OPSET, fold=not no_fold)
+    if kinds:
+        model = model.to_proto()
+        del arrays  # the model holds its own copy
+    header = model.header if isinstance(model, lower_onnx.LoweredModel) else model
+    nodes, version = len(header.graph.node), header.opset_import[0].version
     # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
     with variants.staged(model, out, kinds) as written:
         # The file is checked as a deployment would load it, before it replaces an older one.

@@ -62,7 +62,9 @@ def _folded_weight(w, gamma, beta, mean, var, *, eps, axis):
     scale, _ = _scale_shift(gamma, beta, mean, var, eps)
     shape = [1] * w.ndim
     shape[axis] = -1
-    return (np.asarray(w, np.float64) * scale.reshape(shape)).astype(w.dtype)
+    # In the weight's own dtype: one rounding, as a runtime folding it would, and no float64 copy
+    # of a large weight.
+    return w * scale.astype(w.dtype).reshape(shape)
 
 
 def _folded_bias(gamma, beta, mean, var, *bias, eps, dtype):

@@ -502,6 +502,8 @@ def _verify_streamed(path: Path, header: onnx.ModelProto, tensors) -> None:
                 if ifield != 5 or f.tell() + ilen != start + length:
                     fail(f"a graph field after the header holds more than one tensor (before '{want.name}')")
                 _verify_tensor(f, f.tell() + ilen, want, fail)
+            if f.tell() != size:  # a skipped tensor ran past the end of the file
+                raise _Truncated
     except _Truncated:
         fail("it ends in the middle of a field")
     missing = next(expected, None)
