@@ -418,6 +418,7 @@ _GRAPH_TAG = bytes([7 << 3 | 2])
 _INITIALIZER_TAG = bytes([5 << 3 | 2])
 _RAW_DATA_TAG = bytes([9 << 3 | 2])
 _EXTERNAL_MIN_BYTES = 1024
+_EXTERNAL_ALIGN = 65536
 
 
 def _save_streamed(header: onnx.ModelProto, tensors, path: Path) -> None:
@@ -445,6 +446,11 @@ def _save_external(header: onnx.ModelProto, tensors, path: Path, data_name: str)
                 model.graph.initializer.add().CopyFrom(t.proto())
                 continue
             raw = t.raw()
+            # Each tensor starts on a boundary a runtime can map straight into memory (ONNX
+            # Runtime does, instead of reading a copy): 64 KiB, Windows' mapping granularity.
+            pad = -offset % _EXTERNAL_ALIGN
+            f.write(bytes(pad))
+            offset += pad
             f.write(raw.data)
             stub = t.meta()
             stub.data_location = TensorProto.EXTERNAL

@@ -219,3 +219,21 @@ def test_save_holds_about_one_tensor_at_a_time(tmp_path):
     assert peak < 0.4 * total, f"save peaked at {peak / total:.2f}x the weights"
     model = onnx.load(str(tmp_path / "w.onnx"))
     np.testing.assert_array_equal(numpy_helper.to_array(model.graph.initializer[0]), weights["fc0.weight"].T)
+
+
+def test_compile_external_data_is_aligned_and_runs_the_same(specs, tmp_path):
+    runner = CliRunner()
+    one, two = tmp_path / "one.onnx", tmp_path / "two" / "m.onnx"
+    two.parent.mkdir()
+    for out, flags in ((one, ()), (two, ("--external-data",))):
+        result = runner.invoke(main, ["compile", f"{specs}:Tokens", "-o", str(out), *flags])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in two.parent.iterdir()) == ["m.onnx", "m.onnx.data"]
+    bare = onnx.load(str(two), load_external_data=False)
+    offsets = [int(e.value) for t in bare.graph.initializer for e in t.external_data if e.key == "offset"]
+    assert offsets and all(o % 65536 == 0 for o in offsets)
+    onnx.checker.check_model(str(two), full_check=True)
+    s = load(f"{specs}:Tokens")
+    feeds = _feeds(s)
+    np.testing.assert_array_equal(ort_session(onnx.load(str(one))).run(None, feeds)[0],
+                                  ort_session(onnx.load(str(two))).run(None, feeds)[0])
