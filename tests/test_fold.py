@@ -38,6 +38,14 @@ network Convs {
     b = a -> Conv2d(8, 3, padding=1) -> BatchNorm2d
     output logits = Add(a, b) -> GlobalAvgPool -> Flatten -> Linear(16) -> BatchNorm1d -> ReLU -> Linear(4)
 }
+network Recurrent {
+    input x: float32[N, 7, 6]
+    output y = x -> LSTM(5, layers=2, bidirectional=true) -> GRU(4, bidirectional=true) -> LSTM(3)
+}
+network Grouped {
+    input image: float32[N, 4, 6, 6]
+    output y = image -> GroupNorm(2) -> ConvTranspose2d(3, 3, stride=1, output_padding=1, dilation=2)
+}
 network Shared {
     input image: float32[N, 3, 8, 8]
     c = image -> Conv2d(4, 3, padding=1)
@@ -141,6 +149,21 @@ def test_batchnorm_folds_into_conv_and_linear(specs, fold):
         # The bias-less convolution gained one: the batch norm's shift.
         conv = next(n for n in model.graph.node if n.op_type == "Conv")
         assert len(conv.input) == 3
+
+
+@pytest.mark.parametrize("network", ["Recurrent", "Grouped"])
+def test_gates_and_per_channel_weights(specs, network):
+    """RNN gates reordered and stacked, GroupNorm's and ConvTranspose's per-channel reshapes, stored."""
+    s = load(f"{specs}:{network}")
+    module = _module(s)
+    folded, plain = s.to_onnx(module), s.to_onnx(module, fold=False)
+    for model in (folded, plain):
+        _agree(s, module, model, _feeds(s))
+    inits = {t.name for t in folded.graph.initializer}
+    # No node rearranges a weight at run time.
+    assert not [n for n in folded.graph.node if n.input[0] in inits
+                and n.op_type in ("Split", "Concat", "Unsqueeze", "Reshape", "Transpose")]
+    assert len(folded.graph.node) < len(plain.graph.node)
 
 
 def test_batchnorm_stays_where_its_input_is_also_an_output(specs):

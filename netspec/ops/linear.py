@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..errors import OpError
 from .registry import Op, Params, PosInt, WeightSpec, register, static_dim
-
-
-def transposed(ctx, local: str) -> str:
-    """This layer's 2-d weight `local`, transposed: stored so when folding, else a Transpose node."""
-    if ctx.fold:
-        rows, cols = ctx.weight_shape(local)
-        return ctx.derived(f"{local}/T", np.transpose, [local], (cols, rows))
-    return ctx.node("Transpose", [ctx.weight(local)], perm=[1, 0])[0]
+from .weight_forms import transposed
 
 
 @register

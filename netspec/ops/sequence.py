@@ -12,8 +12,8 @@ from typing_extensions import Annotated
 from ..errors import OpError
 from ..types import TensorType, is_float
 from .activation import scalar
-from .linear import transposed
 from .registry import Float, Int, Op, Params, PosInt, WeightSpec, check_rank, register, static_dim
+from .weight_forms import stacked_gates, transposed
 
 Probability = Annotated[Float, Field(ge=0, lt=1)]
 
@@ -297,20 +297,6 @@ class _Recurrent(Op):
                                            bidirectional=p.bidirectional)
 
     @classmethod
-    def _stacked(cls, ctx, keys: list[str]) -> str:
-        """torch's per-direction gate matrices, reordered for ONNX and stacked: [dirs, ...]."""
-        axes = ctx.const(np.array([0], dtype=np.int64), "axes")
-        per_dir = []
-        for group in keys:
-            parts = []
-            for key in group:
-                gates = ctx.node("Split", [ctx.weight(key)], n_out=cls.gates, axis=0)
-                parts += [gates[i] for i in cls.onnx_order]
-            (cat,) = ctx.node("Concat", parts, axis=0)
-            per_dir.append(ctx.node("Unsqueeze", [cat, axes])[0])
-        return per_dir[0] if len(per_dir) == 1 else ctx.node("Concat", per_dir, axis=0)[0]
-
-    @classmethod
     def onnx(cls, ctx):
         p = ctx.params
         dirs = ("", "_reverse")[:2 if p.bidirectional else 1]
@@ -320,11 +306,14 @@ class _Recurrent(Op):
         merged = ctx.const(np.array([0, 0, len(dirs) * p.hidden], dtype=np.int64), "merged_shape")
         attrs = {"linear_before_reset": 1} if cls.name == "GRU" else {}
         for layer in range(p.layers):
-            w = cls._stacked(ctx, [[f"weight_ih_l{layer}{s}"] for s in dirs])
-            r = cls._stacked(ctx, [[f"weight_hh_l{layer}{s}"] for s in dirs])
+            w = stacked_gates(ctx, [[f"weight_ih_l{layer}{s}"] for s in dirs], cls.gates, cls.onnx_order,
+                              f"weight_ih_l{layer}/onnx")
+            r = stacked_gates(ctx, [[f"weight_hh_l{layer}{s}"] for s in dirs], cls.gates, cls.onnx_order,
+                              f"weight_hh_l{layer}/onnx")
             inputs = [x, w, r]
             if p.bias:
-                inputs.append(cls._stacked(ctx, [[f"bias_ih_l{layer}{s}", f"bias_hh_l{layer}{s}"] for s in dirs]))
+                inputs.append(stacked_gates(ctx, [[f"bias_ih_l{layer}{s}", f"bias_hh_l{layer}{s}"] for s in dirs],
+                                            cls.gates, cls.onnx_order, f"bias_l{layer}/onnx"))
             (y,) = ctx.node(cls.name, inputs, hidden_size=p.hidden,
                             direction="bidirectional" if p.bidirectional else "forward", **attrs)
             # Y is [L, dirs, N, hidden]; torch gives [L, N, dirs * hidden].
