@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -123,8 +124,17 @@ def weight_bytes(path: str) -> int:
     return total
 
 
-def measure(target: str, runs: int, tmp: str) -> dict:
+def inspect(path: str, tmp: str) -> dict:
+    """Nodes in the file and after ONNX Runtime's optimizations, and the weights' bytes."""
     import onnx
+    return {"file": len(onnx.load(path, load_external_data=False).graph.node),
+            "optimized": nodes_after(path, tmp), "weights": weight_bytes(path)}
+
+
+def measure(target: str, runs: int, tmp: str) -> dict:
+    # This process stays small: a child's peak resident set (ru_maxrss) starts from its parent's
+    # at the fork, so anything loaded here would raise every measured peak. Files are loaded in
+    # children only.
     cli = netspec_command()
     files = {"netspec": f"{tmp}/netspec.onnx", "netspec --external-data": f"{tmp}/ext/netspec.onnx",
              "exporter": f"{tmp}/exporter.onnx"}
@@ -140,13 +150,12 @@ def measure(target: str, runs: int, tmp: str) -> dict:
             wall, peak, out = run_child([python(), __file__, "--cold", path])
             colds[label].append({"wall": wall, "peak": peak, **json.loads(out.strip().splitlines()[-1])})
     print(f"{target}: node counts and latency ...", file=sys.stderr, flush=True)
-    nodes = {label: {"file": len(onnx.load(p, load_external_data=False).graph.node),
-                     "optimized": child("--nodes", p, tmp)["nodes"]} for label, p in files.items()}
+    nodes = {label: child("--inspect", p, tmp) for label, p in files.items()}
     latency = child("--steady", *files.values())
     return {
         "export": export,
         "compile": (statistics.median(s for s, _ in compiles), statistics.median(m for _, m in compiles)),
-        "weights": weight_bytes(files["netspec"]), "cold": colds, "nodes": nodes,
+        "weights": nodes["netspec"]["weights"], "cold": colds, "nodes": nodes,
         "latency": dict(zip(files, latency["median"])), "rel_diff": latency["rel_diff"],
         "sizes": {label: sum(q.stat().st_size for q in Path(p).parent.glob(Path(p).name + "*"))
                   for label, p in files.items()},
@@ -208,14 +217,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated FILE:NETWORK under models/")
     ap.add_argument("--cold", metavar="ONNX", help=argparse.SUPPRESS)
-    ap.add_argument("--nodes", nargs=2, metavar=("ONNX", "TMP"), help=argparse.SUPPRESS)
+    ap.add_argument("--inspect", nargs=2, metavar=("ONNX", "TMP"), help=argparse.SUPPRESS)
     ap.add_argument("--steady", nargs="+", metavar="ONNX", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.cold:
         print(json.dumps(cold(args.cold)))
         return
-    if args.nodes:
-        print(json.dumps({"nodes": nodes_after(*args.nodes)}))
+    if args.inspect:
+        print(json.dumps(inspect(*args.inspect)))
         return
     if args.steady:
         print(json.dumps(steady(args.steady)))
@@ -224,6 +233,9 @@ def main() -> None:
     for target in args.models.split(","):
         with tempfile.TemporaryDirectory(prefix="netspec-bench-") as tmp:
             results[target] = measure(f"models/{target}", args.runs, tmp)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if own > 100e6:  # see measure(): this would be a floor under the children's peaks
+        raise SystemExit(f"the benchmark's own process grew to {own / 1e6:.0f} MB; its peaks are unreliable")
     text = report(args, results)
     print(text)
     write_section("bench_onnx", text)
