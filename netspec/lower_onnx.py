@@ -241,6 +241,7 @@ def lower(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OP
     if fold:
         ends = {vi.name for vi in graph_outputs}
         gone = drop_identities(em.nodes, ends) | fold_batchnorm(em.nodes, em.inits, ends, em.fresh)
+        # Whatever describes the values from here on must not name the ones folded away.
         values = {ref: name for ref, name in values.items() if name not in gone}
 
     # make_graph and make_model copy what they are given, so the tensors join the model last.
