@@ -420,6 +420,7 @@ _INITIALIZER_TAG = bytes([5 << 3 | 2])
 _RAW_DATA_TAG = bytes([9 << 3 | 2])
 _EXTERNAL_MIN_BYTES = 1024
 _EXTERNAL_ALIGN = 65536
+_EXTERNAL_ALIGN_MIN_BYTES = 1 << 20
 
 
 def _save_streamed(header: onnx.ModelProto, tensors, path: Path) -> None:
@@ -447,9 +448,10 @@ def _save_external(header: onnx.ModelProto, tensors, path: Path, data_name: str)
                 model.graph.initializer.add().CopyFrom(t.proto())
                 continue
             raw = t.raw()
-            # Each tensor starts on a boundary a runtime can map straight into memory (ONNX
-            # Runtime does, instead of reading a copy): 64 KiB, Windows' mapping granularity.
-            pad = -offset % _EXTERNAL_ALIGN
+            # A large tensor starts on a boundary a runtime can map straight into memory (ONNX
+            # Runtime does, instead of reading a copy): 64 KiB, Windows' mapping granularity, as
+            # torch's exporter does. Padding small ones would only grow the file.
+            pad = -offset % _EXTERNAL_ALIGN if raw.nbytes >= _EXTERNAL_ALIGN_MIN_BYTES else 0
             f.write(bytes(pad))
             offset += pad
             f.write(raw.data)
