@@ -122,7 +122,7 @@ def fold_batchnorm(nodes: list[onnx.NodeProto], inits: dict[str, Tensor], keep: 
         if len(shape_of(w)) < 2 or dtype_of(w) != np.float32:
             continue
         channels = shape_of(w)[axis]
-        if any(shape_of(inits[s]) != (channels,) for s in stats):
+        if any(shape_of(inits[s]) != (channels,) for s in stats + ([bias] if bias else [])):
             continue
         eps = _attrs(bn).get("epsilon", 1e-5)
         sources = tuple(inits[s] for s in stats)

@@ -315,6 +315,7 @@ def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None
             if check:
                 # The file holds the graph and the small tensors only: the checker reads it as is.
                 onnx.checker.check_model(str(tmp), full_check=True)
+                _verify_external(tmp, tmpdir / data_name, tensors)
             # The data lands first, so a model file never points at a missing or stale side file.
             if (tmpdir / data_name).exists():
                 os.replace(tmpdir / data_name, path.parent / data_name)
@@ -464,6 +465,20 @@ def _save_external(header: onnx.ModelProto, tensors, path: Path, data_name: str)
             model.graph.initializer.add().CopyFrom(stub)
             del raw
     onnx.save_model(model, str(path))
+
+
+def _verify_external(path: Path, data: Path, tensors) -> None:
+    """Every tensor of the written model lies whole inside the side file, with its expected size."""
+    size = data.stat().st_size
+    want = {t.name: t for t in tensors}
+    for t in onnx.load(str(path), load_external_data=False).graph.initializer:
+        if t.data_location != TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+        if t.name not in want or length != want[t.name].nbytes or offset + length > size:
+            raise onnx.checker.ValidationError(
+                f"the written file {data.name} does not hold tensor '{t.name}' as the model says")
 
 
 class _Truncated(Exception):

@@ -284,3 +284,20 @@ def test_external_data_aligns_large_tensors_only(tmp_path):
     spans = sorted((int(p["offset"]), int(p["length"])) for p in placed.values())
     assert spans[0][0] == 0
     assert all(a + n == b for (a, n), (b, _) in zip(spans, spans[1:]) if b != big)
+
+
+def test_a_short_side_file_fails_the_check(specs, tmp_path, monkeypatch):
+    s = load(f"{specs}:Tokens")
+    lowered = lower_onnx.lower(s.graph, init_weights(s.graph))
+    real = lower_onnx._save_external
+
+    def short(header, tensors, path, data_name):
+        real(header, tensors, path, data_name)
+        data = path.parent / data_name
+        with open(data, "r+b") as f:
+            f.truncate(data.stat().st_size - 4)
+
+    monkeypatch.setattr(lower_onnx, "_save_external", short)
+    with pytest.raises(onnx.checker.ValidationError, match="does not hold tensor"):
+        lower_onnx.save(lowered, tmp_path / "m.onnx", external_data=True, check=True)
+    assert list(tmp_path.iterdir()) == []
