@@ -29,6 +29,8 @@ bench: setup
 	$(BIN)/python bench/bench_compile.py
 	$(BIN)/python bench/bench_forward.py
 	$(BIN)/python bench/bench_variants.py
+	$(BIN)/python bench/bench_onnx.py
+	$(BIN)/python bench/bench_check.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -161,9 +161,14 @@ def _classes_option(text: str | None) -> list[str] | None:
 @click.option("--keep-ends-float", is_flag=True, help="With --calibrate: leave the first and last "
               "Conv/Linear layers in float32.")
 @click.option("--allow-nonfinite", is_flag=True, help="Compile weights that hold inf or NaN.")
+@click.option("--external-data", "external_data", is_flag=True,
+              help="Write the weights to OUT.data beside OUT, which ONNX Runtime maps instead of reading: "
+                   "faster to load, less memory.")
+@click.option("--no-fold", "no_fold", is_flag=True,
+              help="Keep BatchNormalization nodes and the weights as the state dict has them (see docs/deploy.md).")
 @user_errors
 def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, float16, int8, calibrate,
-             keep_ends_float, allow_nonfinite):
+             keep_ends_float, allow_nonfinite, external_data, no_fold):
     """Compile a spec to an ONNX model, with trained or freshly initialised weights.
 
     OUT is always the float32 model; each variant flag adds a file beside it (see docs/deploy.md).
@@ -189,16 +194,21 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
     if calibrate is not None:
         from .static_int8 import calibration_inputs
         calibration = calibration_inputs(s, calibrate, record)
-    model = s.to_onnx(weights=arrays, opset=opset, metadata=metadata)
-    del arrays  # the model holds its own copy; the checker below needs the memory
-    nodes, version = len(model.graph.node), model.opset_import[0].version
     kinds = [k for k, on in (("optimize", optimize), ("float16", float16), ("int8", int8)) if on]
+    # The tensors stay arrays until `save` writes them one at a time: the compile holds the
+    # weights once. Variants are made from a whole ModelProto, so only they build one.
+    model = s.lower(weights=arrays, opset=opset, metadata=metadata, fold=not no_fold)
+    if kinds:
+        model = model.to_proto()
+        del arrays  # the model holds its own copy
+    header = model if kinds else model.header
+    nodes, version = len(header.graph.node), header.opset_import[0].version
     try:
         # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
         with variants.staged(model, out, kinds, calibration, keep_ends_float) as written:
             # The file is checked as a deployment would load it, before it replaces an older one.
             from .lower_onnx import save
-            save(model, out, check=True)
+            save(model, out, external_data=external_data or None, check=True)
     except OSError as e:
         # The user knows the output path, not our hidden temporaries beside it.
         name = Path(str(e.filename or out))

@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import DataProblem, OpError, ShapeProblem
+from .fold import Derived, Tensor, drop_identities, dtype_of, fold_batchnorm, materialize, shape_of
 from .graph import Ref, layers, type_of
 from .ops import get_op
 from .types import TensorType
@@ -36,13 +37,15 @@ def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
 class _Emitter:
     """The model under construction: nodes, initializers and the names already taken."""
 
-    def __init__(self, weights: dict[str, np.ndarray], opset: int):
+    def __init__(self, weights: dict[str, np.ndarray], opset: int, fold: bool = True):
         self.weights = weights
         self.opset = opset
+        self.fold = fold
         self.nodes: list[onnx.NodeProto] = []
-        # Arrays, not TensorProtos: each becomes a proto once, inside the finished model, since
-        # every copy of a big model's weights costs as much as the rest of the compile.
-        self.inits: dict[str, np.ndarray] = {}
+        # Arrays (or folded weights, computed when written), not TensorProtos: each becomes a
+        # proto once, as it is written, since every copy of a big model's weights costs as much
+        # as the rest of the compile.
+        self.inits: dict[str, Tensor] = {}
         self.used: set[str] = set()  # value names (inputs, outputs, initializers, temporaries)
         self.node_names: set[str] = set()  # a separate namespace in ONNX
 
@@ -72,6 +75,7 @@ class Context:
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.opset = em.opset
+        self.fold = em.fold  # store weights as the graph consumes them (see netspec.fold)
         self._counter = 0
 
     def _next(self, hint: str) -> str:
@@ -82,14 +86,32 @@ class Context:
                 self._em.used.add(name)
                 return name
 
+    def _array(self, local: str) -> np.ndarray:
+        key = f"{self.layer}.{local}"
+        if key not in self._em.weights:
+            raise DataProblem(f"the weights lack '{key}', which layer '{self.layer}' needs",
+                              hint="were they made for another spec?")
+        return np.asarray(self._em.weights[key])
+
     def weight(self, local: str) -> str:
         key = f"{self.layer}.{local}"
         if key not in self._em.inits:
-            if key not in self._em.weights:
-                raise DataProblem(f"the weights lack '{key}', which layer '{self.layer}' needs",
-                                  hint="were they made for another spec?")
+            array = self._array(local)
             self._em.used.add(key)
-            self._em.inits[key] = np.asarray(self._em.weights[key])
+            self._em.inits[key] = array
+        return key
+
+    def weight_shape(self, local: str) -> tuple[int, ...]:
+        return tuple(self._array(local).shape)
+
+    def derived(self, name: str, fn, sources: list[str], shape) -> str:
+        """A new initializer `layer.name`: `fn` of this layer's weights `sources`, of shape `shape`.
+
+        It is computed when the model is written, so the emitter never holds it beside its sources.
+        """
+        arrays = tuple(self._array(local) for local in sources)
+        key = self._em.fresh(f"{self.layer}.{name}")
+        self._em.inits[key] = Derived(fn, arrays, tuple(shape), arrays[0].dtype)
         return key
 
     def const(self, array, hint: str = "const") -> str:
@@ -163,14 +185,45 @@ def source_line(node: dict) -> str:
     return text
 
 
+class LoweredModel:
+    """An ONNX model whose tensors are not protos yet: its graph, and each initializer's array.
+
+    `save` writes it one tensor at a time, so a compile holds the weights once; `to_proto` makes
+    the whole ModelProto for those who need one in memory.
+    """
+
+    def __init__(self, header: onnx.ModelProto, tensors: dict[str, Tensor]):
+        self.header = header  # the model without initializers
+        self.tensors = tensors  # initializer name -> array, or a folded weight computed on demand
+
+    def to_proto(self) -> onnx.ModelProto:
+        model = onnx.ModelProto()
+        model.CopyFrom(self.header)
+        for name, t in self.tensors.items():
+            model.graph.initializer.add().CopyFrom(numpy_helper.from_array(materialize(t), name))
+        return model
+
+
 def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
-            include_losses: bool = False, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+            include_losses: bool = False, metadata: dict[str, str] | None = None,
+            fold: bool = True) -> onnx.ModelProto:
     """An ONNX model computing the network's outputs (and its total loss, if asked) from its inputs.
 
     `metadata` becomes the model's `metadata_props` (see `netspec.metadata`); without it the model
     carries the network's name and netspec's version only.
+
+    With `fold`, weights are stored as the graph consumes them: Linear weights transposed,
+    attention's projections packed, BatchNorm folded into the Conv or Linear before it (see
+    netspec.fold). Without it, the initializers are the weights as given, one for one.
     """
-    em = _Emitter(weights, opset)
+    return lower(g, weights, opset, include_losses, metadata, fold).to_proto()
+
+
+def lower(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
+          include_losses: bool = False, metadata: dict[str, str] | None = None,
+          fold: bool = True) -> LoweredModel:
+    """`to_onnx`'s model with its tensors still arrays, to be written by `save` one at a time."""
+    em = _Emitter(weights, opset, fold)
     values: dict[Ref, str] = {}
     graph_inputs, graph_outputs = [], []
 
@@ -219,6 +272,11 @@ def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_
 
     if include_losses:
         graph_outputs.append(_emit_losses(g, em, values))
+    if fold:
+        ends = {vi.name for vi in graph_outputs}
+        gone = drop_identities(em.nodes, ends) | fold_batchnorm(em.nodes, em.inits, ends, em.fresh)
+        # Whatever describes the values from here on must not name the ones folded away.
+        values = {ref: name for ref, name in values.items() if name not in gone}
 
     # make_graph and make_model copy what they are given, so the tensors join the model last.
     graph = helper.make_graph(em.nodes, _graph_name(g), graph_inputs, graph_outputs,
@@ -230,9 +288,7 @@ def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_
     model.producer_version = __version__
     props = {"netspec.network": g.graph.get("name") or "", "netspec.version": __version__}
     helper.set_model_props(model, props if metadata is None else {**props, **metadata})
-    for name, array in em.inits.items():
-        model.graph.initializer.add().CopyFrom(numpy_helper.from_array(array, name))
-    return model
+    return LoweredModel(model, em.inits)
 
 
 def _intermediate_types(g: nx.DiGraph, values: dict[Ref, str], inputs, outputs) -> list[onnx.ValueInfoProto]:
@@ -279,18 +335,28 @@ def _emit_losses(g: nx.DiGraph, em: _Emitter, values: dict[Ref, str]) -> onnx.Va
     return helper.make_tensor_value_info("loss", TensorProto.FLOAT, [])
 
 
-def save(model: onnx.ModelProto, path, external_data: bool | None = None, check: bool = False) -> None:
-    """Write a model atomically; tensors go to `PATH.data` beside it when the proto is too big.
+def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None = None,
+         check: bool = False) -> None:
+    """Write a model atomically, one tensor at a time; tensors go to `PATH.data` beside it when the proto is too big.
 
-    ``external_data`` None decides by size. With ``check``, the written file must pass
-    `onnx.checker.check_model(full_check=True)` before it replaces anything at `path`.
-    The caller's model is left untouched.
+    ``external_data`` None decides by size. With ``check``, the model must pass
+    `onnx.checker.check_model(full_check=True)` before anything is written, and the written file
+    must read back as that model before it replaces anything at `path`. Neither step holds a
+    second copy of the weights: the checker sees each large tensor by its type and shape, and the
+    file is read back one field at a time. The caller's model is left untouched.
     """
     path = Path(path)
-    header = _without_tensors(model)
+    if isinstance(model, LoweredModel):
+        header = model.header
+        tensors = [_ArrayTensor(name, t) for name, t in model.tensors.items()]
+    else:
+        header = _without_tensors(model)
+        tensors = [_ProtoTensor(t) for t in model.graph.initializer]
+    if check:
+        _check_graph(header, tensors)
     if external_data is None:
         # model.ByteSize() would encode the whole model just to count it.
-        size = header.ByteSize() + sum(_tensor_size(t) for t in model.graph.initializer)
+        size = header.ByteSize() + sum(t.nbytes + len(t.name) + 11 * len(t.dims) + 32 for t in tensors)
         external_data = size >= PROTO_LIMIT
     # The PID in the name lets `variants.sweep_stale` remove what a killed compile left.
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
@@ -298,29 +364,117 @@ def save(model: onnx.ModelProto, path, external_data: bool | None = None, check:
         tmp = tmpdir / path.name
         if external_data:
             data_name = path.name + ".data"
-            copy = onnx.ModelProto()
-            copy.CopyFrom(model)  # converting to external data rewrites the tensors in place
-            onnx.save_model(copy, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024)
-            del copy
+            _save_external(header, tensors, tmp, data_name)
             if check:
+                # The file holds the graph and the small tensors only: the checker reads it as is.
                 onnx.checker.check_model(str(tmp), full_check=True)
+                _verify_external(tmp, tmpdir / data_name, tensors)
             # The data lands first, so a model file never points at a missing or stale side file.
             if (tmpdir / data_name).exists():
                 os.replace(tmpdir / data_name, path.parent / data_name)
         else:
-            _save_streamed(header, model.graph.initializer, tmp)
+            _save_streamed(header, tensors, tmp)
             if check:
-                onnx.checker.check_model(str(tmp), full_check=True)
+                _verify_streamed(tmp, header, tensors)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-# Protobuf wire tags (field number << 3 | 2: length-delimited) of ModelProto.graph and
-# GraphProto.initializer.
+class _ArrayTensor:
+    """An initializer to write from an array (or a folded weight), without a TensorProto of its data."""
+
+    def __init__(self, name: str, t: Tensor):
+        self.name, self._t = name, t
+        self.dims = shape_of(t)
+        self.dtype = dtype_of(t)
+        self.data_type = helper.np_dtype_to_tensor_dtype(self.dtype)
+        self.nbytes = int(np.prod(self.dims, dtype=np.int64)) * self.dtype.itemsize
+
+    def meta(self) -> onnx.TensorProto:
+        t = onnx.TensorProto(name=self.name, data_type=self.data_type)
+        t.dims.extend(self.dims)
+        return t
+
+    def raw(self):
+        # ONNX's raw_data is little-endian; the array's own buffer is written as is.
+        a = materialize(self._t)
+        return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).reshape(-1).view(np.uint8)
+
+    def proto(self) -> onnx.TensorProto:
+        return numpy_helper.from_array(materialize(self._t), self.name)
+
+    def write(self, f) -> None:
+        """Write `graph { initializer { ... } }` (see `_save_streamed`)."""
+        raw = self.raw()
+        head = self.meta().SerializeToString() + _RAW_DATA_TAG + _varint(raw.nbytes)
+        tensor_len = len(head) + raw.nbytes
+        inner = _INITIALIZER_TAG + _varint(tensor_len)
+        f.write(_GRAPH_TAG + _varint(len(inner) + tensor_len) + inner + head)
+        f.write(raw.data)
+
+
+class _ProtoTensor:
+    """An initializer to write from the caller's TensorProto."""
+
+    def __init__(self, t: onnx.TensorProto):
+        self._t = t
+        self.name, self.dims, self.data_type = t.name, tuple(t.dims), t.data_type
+        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize if t.data_type else 0
+        self.nbytes = int(np.prod(self.dims, dtype=np.int64)) * itemsize
+
+    def meta(self) -> onnx.TensorProto:
+        t = onnx.TensorProto(name=self.name, data_type=self.data_type)
+        t.dims.extend(self.dims)
+        return t
+
+    def raw(self):
+        if self._t.HasField("raw_data"):
+            return np.frombuffer(self._t.raw_data, np.uint8)
+        a = numpy_helper.to_array(self._t)
+        return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).reshape(-1).view(np.uint8)
+
+    def proto(self) -> onnx.TensorProto:
+        return self._t
+
+    def write(self, f) -> None:
+        body = self._t.SerializeToString()
+        inner = _INITIALIZER_TAG + _varint(len(body))
+        f.write(_GRAPH_TAG + _varint(len(inner) + len(body)) + inner)
+        f.write(body)
+
+
+# Tensors this small keep their data when the graph is checked: shapes and axes are read from
+# them. Larger ones are weights, which the checker needs only the type and shape of.
+_CHECK_INLINE_BYTES = 4096
+
+
+def _check_graph(header: onnx.ModelProto, tensors) -> None:
+    """`check_model(full_check=True)` of the model, with large tensors given by type and shape only.
+
+    A large initializer becomes a graph input of the same type and shape: the checker and ONNX's
+    strict shape inference see the same graph, without a copy of the weights' bytes.
+    """
+    skeleton = onnx.ModelProto()
+    skeleton.CopyFrom(header)
+    for t in tensors:
+        if t.nbytes <= _CHECK_INLINE_BYTES or t.data_type not in _FLOAT_TYPES:
+            skeleton.graph.initializer.add().CopyFrom(t.proto())
+        else:
+            skeleton.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    onnx.checker.check_model(skeleton, full_check=True)
+
+
+_FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}
+
+# Protobuf wire tags (field number << 3 | 2: length-delimited) of ModelProto.graph,
+# GraphProto.initializer and TensorProto.raw_data.
 _GRAPH_TAG = bytes([7 << 3 | 2])
 _INITIALIZER_TAG = bytes([5 << 3 | 2])
+_RAW_DATA_TAG = bytes([9 << 3 | 2])
+_EXTERNAL_MIN_BYTES = 1024
+_EXTERNAL_ALIGN = 65536
+_EXTERNAL_ALIGN_MIN_BYTES = 1 << 20
 
 
 def _save_streamed(header: onnx.ModelProto, tensors, path: Path) -> None:
@@ -334,10 +488,177 @@ def _save_streamed(header: onnx.ModelProto, tensors, path: Path) -> None:
     onnx.save_model(header, str(path))
     with open(path, "ab") as f:
         for tensor in tensors:
-            body = tensor.SerializeToString()
-            inner = _INITIALIZER_TAG + _varint(len(body))
-            f.write(_GRAPH_TAG + _varint(len(inner) + len(body)) + inner)
-            f.write(body)
+            tensor.write(f)
+
+
+def _save_external(header: onnx.ModelProto, tensors, path: Path, data_name: str) -> None:
+    """Write each large tensor's bytes to `data_name` beside `path`, and the model pointing at them."""
+    model = onnx.ModelProto()
+    model.CopyFrom(header)
+    offset = 0
+    with open(path.parent / data_name, "wb") as f:
+        for t in tensors:
+            if t.nbytes < _EXTERNAL_MIN_BYTES:
+                model.graph.initializer.add().CopyFrom(t.proto())
+                continue
+            raw = t.raw()
+            # A large tensor starts on a boundary a runtime can map straight into memory (ONNX
+            # Runtime does, instead of reading a copy): 64 KiB, Windows' mapping granularity, as
+            # torch's exporter does. Padding small ones would only grow the file.
+            pad = -offset % _EXTERNAL_ALIGN if raw.nbytes >= _EXTERNAL_ALIGN_MIN_BYTES else 0
+            f.write(bytes(pad))
+            offset += pad
+            f.write(raw.data)
+            stub = t.meta()
+            stub.data_location = TensorProto.EXTERNAL
+            for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(raw.nbytes))):
+                entry = stub.external_data.add()
+                entry.key, entry.value = key, value
+            offset += raw.nbytes
+            model.graph.initializer.add().CopyFrom(stub)
+            del raw
+    onnx.save_model(model, str(path))
+
+
+def _verify_external(path: Path, data: Path, tensors) -> None:
+    """Every tensor of the written model lies whole inside the side file, with its expected size."""
+    size = data.stat().st_size
+    want = {t.name: t for t in tensors}
+    for t in onnx.load(str(path), load_external_data=False).graph.initializer:
+        if t.data_location != TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+        if t.name not in want or length != want[t.name].nbytes or offset + length > size:
+            raise onnx.checker.ValidationError(
+                f"the written file {data.name} does not hold tensor '{t.name}' as the model says")
+
+
+class _Truncated(Exception):
+    pass
+
+
+def _verify_streamed(path: Path, header: onnx.ModelProto, tensors) -> None:
+    """Read the written file back one field at a time: the header, then each tensor as expected.
+
+    Raises onnx.checker.ValidationError naming what differs. Tensor bytes are skipped, not read
+    into memory: what is checked is that the file parses as the checked model, with every tensor
+    named, typed and sized as it should be.
+    """
+    def fail(what: str):
+        raise onnx.checker.ValidationError(f"the written file {path.name} does not read back as the model: {what}")
+
+    size = path.stat().st_size
+    header_parts: list[bytes] = []
+    expected = iter(tensors)
+    seen_graph = False
+    try:
+        with open(path, "rb") as f:
+            while f.tell() < size:
+                tag_start = f.tell()
+                field, wire = _read_tag(f)
+                if wire != 2:
+                    f.seek(tag_start)
+                    header_parts.append(_read_scalar_field(f))
+                    continue
+                length = _read_varint(f)
+                start = f.tell()
+                if field != 7 or not seen_graph:
+                    seen_graph = seen_graph or field == 7
+                    body = f.read(length)
+                    if len(body) != length:
+                        raise _Truncated
+                    header_parts.append(_field_bytes(field, body))
+                    continue
+                # An appended `graph { initializer {...} }`.
+                want = next(expected, None)
+                if want is None:
+                    fail("it holds more tensors than the model")
+                ifield, iwire = _read_tag(f)
+                ilen = _read_varint(f) if iwire == 2 else -1
+                if ifield != 5 or f.tell() + ilen != start + length:
+                    fail(f"a graph field after the header holds more than one tensor (before '{want.name}')")
+                _verify_tensor(f, f.tell() + ilen, want, fail)
+            if f.tell() != size:  # a skipped tensor ran past the end of the file
+                raise _Truncated
+    except _Truncated:
+        fail("it ends in the middle of a field")
+    missing = next(expected, None)
+    if missing is not None:
+        fail(f"tensor '{missing.name}' is missing")
+    try:
+        got = onnx.ModelProto.FromString(b"".join(header_parts))
+    except Exception as e:  # protobuf's DecodeError
+        fail(f"its graph does not parse ({e})")
+    if got.SerializeToString(deterministic=True) != header.SerializeToString(deterministic=True):
+        fail("its graph differs from the model's")
+
+
+def _verify_tensor(f, end: int, want, fail) -> None:
+    meta_parts, raw_len = [], None
+    while f.tell() < end:
+        tag_start = f.tell()
+        field, wire = _read_tag(f)
+        if field == 9 and wire == 2:
+            raw_len = _read_varint(f)
+            f.seek(raw_len, 1)  # the bytes themselves are not read into memory
+            continue
+        f.seek(tag_start)
+        if wire == 2:
+            _read_tag(f)
+            body = f.read(_read_varint(f))
+            meta_parts.append(_field_bytes(field, body))
+        else:
+            meta_parts.append(_read_scalar_field(f))
+    if f.tell() != end:
+        raise _Truncated
+    t = onnx.TensorProto.FromString(b"".join(meta_parts))
+    if (t.name, tuple(t.dims), t.data_type) != (want.name, tuple(want.dims), want.data_type):
+        fail(f"found tensor '{t.name}' {list(t.dims)} of type {t.data_type} where '{want.name}' "
+             f"{list(want.dims)} of type {want.data_type} belongs")
+    if raw_len is not None and raw_len != want.nbytes:
+        fail(f"tensor '{want.name}' holds {raw_len} bytes, not {want.nbytes}")
+    if raw_len is None and numpy_helper.to_array(t).size != int(np.prod(want.dims, dtype=np.int64)):
+        fail(f"tensor '{want.name}' holds the wrong number of values")
+
+
+def _read_varint(f) -> int:
+    shift = result = 0
+    while True:
+        b = f.read(1)
+        if not b:
+            raise _Truncated
+        result |= (b[0] & 0x7F) << shift
+        if b[0] < 0x80:
+            return result
+        shift += 7
+
+
+def _read_tag(f) -> tuple[int, int]:
+    key = _read_varint(f)
+    return key >> 3, key & 7
+
+
+def _read_scalar_field(f) -> bytes:
+    """A varint, 64-bit or 32-bit field, tag included, as bytes."""
+    start = f.tell()
+    _, wire = _read_tag(f)
+    if wire == 0:
+        _read_varint(f)
+    elif wire in (1, 5):
+        f.seek(8 if wire == 1 else 4, 1)
+    else:
+        raise _Truncated  # groups are not in ONNX's schema
+    end = f.tell()
+    f.seek(start)
+    data = f.read(end - start)
+    if len(data) != end - start:
+        raise _Truncated
+    return data
+
+
+def _field_bytes(field: int, body: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(body)) + body
 
 
 def _without_tensors(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -371,12 +692,3 @@ def _varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
-
-
-def _tensor_size(t: onnx.TensorProto) -> int:
-    """A tensor's serialized size within a few bytes, without encoding its data."""
-    if not t.HasField("raw_data"):
-        return t.ByteSize()
-    itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-    # name, dims and data type, with their tags and lengths, overestimated
-    return int(np.prod(t.dims, dtype=np.int64)) * itemsize + len(t.name) + 11 * len(t.dims) + 32

@@ -35,8 +35,10 @@ def _grammar_path() -> Path:
 @lru_cache(maxsize=2)
 def parser(start: str = "start") -> Lark:
     # One parser per start rule: sharing LALR tables would blur the "expected ..." lists.
-    return Lark(_grammar_path().read_text(encoding="utf-8"), parser="lalr", start=start,
-                propagate_positions=True, maybe_placeholders=True)
+    from .parser_cache import load_or_build
+    return load_or_build(_grammar_path().read_text(encoding="utf-8"),
+                         {"parser": "lalr", "start": start, "propagate_positions": True,
+                          "maybe_placeholders": True})
 
 
 def _span(path: str, meta) -> Span:

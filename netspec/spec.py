@@ -140,20 +140,29 @@ class Spec:
         return model_metadata(self, self.params, run, classes)
 
     def to_onnx(self, module=None, weights: dict | None = None, opset: int | None = None, seed: int = 0,
-                metadata: dict[str, str] | None = None):
+                metadata: dict[str, str] | None = None, fold: bool = True):
         """An ONNX ModelProto with `module`'s weights, the given arrays, or fresh ones.
 
         `metadata` defaults to `self.metadata()`: the network, spec hash, --set values and input
         contract, without class names; pass `self.metadata(classes=[...])` to name them.
+        `fold` stores weights as the inference graph consumes them (BatchNorm folded into the
+        Conv before it, Linear weights transposed); False keeps the initializers one for one
+        with the state dict, and BatchNormalization nodes.
         """
+        return self.lower(module, weights, opset, seed, metadata, fold).to_proto()
+
+    def lower(self, module=None, weights: dict | None = None, opset: int | None = None, seed: int = 0,
+              metadata: dict[str, str] | None = None, fold: bool = True):
+        """`to_onnx`'s model with its tensors still arrays (`lower_onnx.LoweredModel`), for
+        `lower_onnx.save` to write one at a time without a second copy of the weights."""
         from . import lower_onnx
         from .weights import init_weights, state_dict_arrays
         if module is not None:
             weights = state_dict_arrays(module)
         if weights is None:
             weights = init_weights(self.graph, seed=seed)
-        return lower_onnx.to_onnx(self.graph, weights, opset=opset or lower_onnx.DEFAULT_OPSET,
-                                  metadata=self.metadata() if metadata is None else metadata)
+        return lower_onnx.lower(self.graph, weights, opset=opset or lower_onnx.DEFAULT_OPSET,
+                                metadata=self.metadata() if metadata is None else metadata, fold=fold)
 
 
 def split_target(target: str) -> tuple[str, str | None]:

@@ -66,17 +66,20 @@ def test_fx_code_is_straight_line_and_names_follow_layers():
     assert "stem.bn.running_var" in m.state_dict() and "fc.weight" in m.state_dict()
 
 
-def test_onnx_matches_torch_with_dynamic_batch():
+@pytest.mark.parametrize("fold", [True, False])
+def test_onnx_matches_torch_with_dynamic_batch(fold):
     g = small_net()
     m = trained_module(g)
-    model = to_onnx(g, state_dict_arrays(m))
+    model = to_onnx(g, state_dict_arrays(m), fold=fold)
     onnx.checker.check_model(model, full_check=True)
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
     props = {p.key: p.value for p in model.metadata_props}
     # No path of the build machine in the file (docs/deploy.md: the metadata contract).
     assert props["netspec.network"] == "Small" and "netspec.spec_path" not in props
     assert model.producer_name == "netspec" and model.opset_import[0].version == 17
-    assert {n.name for n in model.graph.node} >= {"stem.conv", "stem.bn", "fc"}
+    # Folded, the convolution computes the batch norm's result; unfolded, each layer is a node.
+    assert {n.name for n in model.graph.node} >= ({"stem.conv", "fc"} if fold else {"stem.conv", "stem.bn", "fc"})
+    assert ("BatchNormalization" in {n.op_type for n in model.graph.node}) is not fold
     sess = ort_session(model)
     for batch in (1, 5):
         x = np.random.default_rng(batch).normal(size=(batch, 3, 8, 8)).astype(np.float32)

@@ -8,6 +8,7 @@ from typing import Literal
 from ..errors import OpError
 from .registry import (IntOrPair, NonNegInt, NonNegIntOrPair, Op, Params, PosInt, WeightSpec, check_rank, pair,
                        register, static_dim)
+from .weight_forms import reshaped
 
 
 def conv_out(size, k: int, s: int, pad_total: int, d: int):
@@ -236,8 +237,7 @@ class ConvTranspose2d(Op):
             amounts = ctx.const(np.array([0, 0, 0, 0, 0, 0, *grow], np.int64), "pads")
             (y,) = ctx.node("Pad", [y, amounts], None if p.bias else ctx.outputs)
         if p.bias:
-            (b,) = ctx.node("Reshape", [ctx.weight("bias"), ctx.const(np.array([-1, 1, 1], np.int64), "shape")])
-            ctx.node("Add", [y, b], ctx.outputs)
+            ctx.node("Add", [y, reshaped(ctx, "bias", (p.out_channels, 1, 1))], ctx.outputs)
 
     @staticmethod
     def macs(p, ins, outs):

@@ -6,6 +6,7 @@ import math
 
 from ..errors import OpError
 from .registry import Op, Params, PosInt, WeightSpec, register, static_dim
+from .weight_forms import transposed
 
 
 @register
@@ -43,13 +44,13 @@ class Linear(Op):
     @staticmethod
     def onnx(ctx):
         p = ctx.params
-        x, w = ctx.inputs[0], ctx.weight("weight")
+        x = ctx.inputs[0]
         if ctx.in_types[0].rank == 2:
-            inputs = [x, w] + ([ctx.weight("bias")] if p.bias else [])
+            inputs = [x, ctx.weight("weight")] + ([ctx.weight("bias")] if p.bias else [])
             ctx.node("Gemm", inputs, ctx.outputs, transB=1)
             return
-        # Gemm is rank 2 only; the transpose of a constant is folded by any runtime.
-        (wt,) = ctx.node("Transpose", [w], perm=[1, 0])
+        # Gemm is rank 2 only: MatMul takes the weight as [in, out].
+        wt = transposed(ctx, "weight")
         if not p.bias:
             ctx.node("MatMul", [x, wt], ctx.outputs)
             return

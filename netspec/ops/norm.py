@@ -10,6 +10,7 @@ from typing_extensions import Annotated
 
 from ..errors import OpError
 from .registry import Op, Params, PosInt, WeightSpec, check_rank, register, static_dim
+from .weight_forms import reshaped
 
 Eps = Annotated[float, Field(gt=0)]
 Momentum = Annotated[float, Field(ge=0, le=1)]
@@ -186,9 +187,8 @@ class GroupNorm(Op):
             ctx.node("Reshape", [normed, shape], ctx.outputs)
             return
         (y,) = ctx.node("Reshape", [normed, shape])
-        per_channel = np.array([t.shape[1]] + [1] * (t.rank - 2), np.int64)
-        (w,) = ctx.node("Reshape", [ctx.weight("weight"), ctx.const(per_channel, "channel_shape")])
-        (b,) = ctx.node("Reshape", [ctx.weight("bias"), ctx.const(per_channel, "channel_shape")])
+        per_channel = (t.shape[1],) + (1,) * (t.rank - 2)
+        w, b = reshaped(ctx, "weight", per_channel), reshaped(ctx, "bias", per_channel)
         (yw,) = ctx.node("Mul", [y, w])
         ctx.node("Add", [yw, b], ctx.outputs)
 

@@ -92,8 +92,11 @@ class OnnxContext:
     """What an op's ONNX lowering sees; implemented by `netspec.lower_onnx`.
 
     Attributes: ``params``, ``in_types``, ``out_types``, ``inputs`` (ONNX value names),
-    ``outputs`` (the value names this op must produce), ``opset``, ``layer`` (the layer name).
+    ``outputs`` (the value names this op must produce), ``opset``, ``layer`` (the layer name),
+    ``fold`` (store weights in the form the graph consumes them, see `netspec.fold`).
     Methods: ``weight(local)`` -> initializer name of this layer's weight ``local``;
+    ``weight_shape(local)`` -> its shape; ``derived(name, fn, sources, shape)`` -> name of a new
+    initializer ``fn(*arrays of sources)``, computed when the model is written (folding only);
     ``const(array, hint)`` -> name of a new constant initializer;
     ``node(op_type, inputs, outputs=None, n_out=1, **attrs)`` -> output names (fresh
     temporaries when ``outputs`` is None); ``temp(hint)`` -> a fresh value name.
@@ -106,8 +109,11 @@ class OnnxContext:
     outputs: list[str]
     opset: int
     layer: str
+    fold: bool
 
     def weight(self, local: str) -> str: ...
+    def weight_shape(self, local: str) -> tuple[int, ...]: ...
+    def derived(self, name: str, fn, sources: list[str], shape: tuple[int, ...]) -> str: ...
     def const(self, array: np.ndarray, hint: str = "const") -> str: ...
     def node(self, op_type: str, inputs: list[str], outputs: list[str] | None = None,
              n_out: int = 1, **attrs) -> list[str]: ...

@@ -13,6 +13,7 @@ from ..errors import OpError
 from ..types import TensorType, is_float
 from .activation import scalar
 from .registry import Float, Int, Op, Params, PosInt, WeightSpec, check_rank, register, static_dim
+from .weight_forms import stacked_gates, transposed
 
 Probability = Annotated[Float, Field(ge=0, lt=1)]
 
@@ -169,23 +170,18 @@ class MultiHeadAttention(Op):
         h, d = p.heads, e // p.heads
         masked = _attention_inputs(ctx.in_types)[1] is not None
         xs = ctx.inputs[:-1] if masked else ctx.inputs
-        xs = xs * 3 if len(xs) == 1 else xs
-        ws = ctx.node("Split", [ctx.weight("in_proj_weight")], n_out=3, axis=0)
-        bs = ctx.node("Split", [ctx.weight("in_proj_bias")], n_out=3, axis=0) if p.bias else [None] * 3
-
-        def linear(x, w, b):
-            (wt,) = ctx.node("Transpose", [w], perm=[1, 0])
-            (y,) = ctx.node("MatMul", [x, wt])
-            return ctx.node("Add", [y, b])[0] if b else y
-
-        heads_shape = ctx.const(np.array([0, 0, h, d], dtype=np.int64), "heads_shape")
-        split = []
-        for x, w, b, perm in zip(xs, ws, bs, ([0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3])):
-            (y,) = ctx.node("Reshape", [linear(x, w, b), heads_shape])
-            split.append(ctx.node("Transpose", [y], perm=perm)[0])
-        q, k_t, v = split  # [N, h, L, d], [N, h, d, S], [N, h, S, d]
+        scale = 1 / math.sqrt(d)
+        if len(set(xs)) == 1:
+            projected = _packed_projection(ctx, xs[0], e, scale)
+        else:
+            heads_shape = ctx.const(np.array([0, 0, h, d], dtype=np.int64), "heads_shape")
+            projected = _separate_projections(ctx, xs, e, scale, heads_shape)
+        # [N, L, h, d] each, to q [N, h, L, d], k_t [N, h, d, S] and v [N, h, S, d]
+        q, k_t, v = (ctx.node("Transpose", [y], perm=perm)[0]
+                     for y, perm in zip(projected, ([0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3])))
         (scores,) = ctx.node("MatMul", [q, k_t])
-        (scores,) = ctx.node("Mul", [scores, scalar(ctx, 1 / math.sqrt(d), xs[0], q_type)])
+        if not ctx.fold:  # folded, the scale is in q's projection
+            (scores,) = ctx.node("Mul", [scores, scalar(ctx, scale, xs[0], q_type)])
         if p.causal:
             # -inf strictly above the diagonal, built at run time since L and S may be symbolic.
             (dims,) = ctx.node("Shape", [scores], start=2)
@@ -209,7 +205,7 @@ class MultiHeadAttention(Op):
         (y,) = ctx.node("MatMul", [attn, v])
         (y,) = ctx.node("Transpose", [y], perm=[0, 2, 1, 3])
         (y,) = ctx.node("Reshape", [y, ctx.const(np.array([0, 0, e], dtype=np.int64), "merged_shape")])
-        (wt,) = ctx.node("Transpose", [ctx.weight("out_proj.weight")], perm=[1, 0])
+        wt = transposed(ctx, "out_proj.weight")
         if p.bias:
             (y,) = ctx.node("MatMul", [y, wt])
             ctx.node("Add", [y, ctx.weight("out_proj.bias")], ctx.outputs)
@@ -223,6 +219,62 @@ class MultiHeadAttention(Op):
         e = q.shape[2]
         lq, lk = q.per_item_numel() // e, k.per_item_numel() // e
         return 2 * lq * e * e + 2 * lk * e * e + 2 * lq * lk * e
+
+
+def _scaled_rows(w, *, rows: slice, e: int, scale: float):
+    """Rows `rows` of torch's packed [3E, ...] in-projection (weight or bias), q's rows times `scale`.
+
+    A 2-d weight comes out transposed, [E, rows], as MatMul takes it. Scaling q's projection
+    instead of the scores (Q K^T / sqrt(d) = (Q / sqrt(d)) K^T) saves a node per attention.
+    """
+    out = np.array(w[rows], dtype=w.dtype)
+    if rows.start < e:
+        out[:e - rows.start] *= np.asarray(scale, dtype=w.dtype)
+    return np.ascontiguousarray(out.T) if out.ndim == 2 else out
+
+
+def _packed_projection(ctx, x: str, e: int, scale: float) -> list[str]:
+    """Self-attention's q, k, v as [N, L, h, d] each, from one MatMul with the packed [E, 3E] weight.
+
+    One [N, L, 3E] product, reshaped to [N, L, 3h, d] and split into three along the heads: the
+    form ONNX Runtime's own optimizer ends with, written directly.
+    """
+    p = ctx.params
+    if ctx.fold:
+        fn = functools.partial(_scaled_rows, rows=slice(0, 3 * e), e=e, scale=scale)
+        w = ctx.derived("in_proj_weight/packed_T", fn, ["in_proj_weight"], (e, 3 * e))
+        b = ctx.derived("in_proj_bias/packed", fn, ["in_proj_bias"], (3 * e,)) if p.bias else None
+    else:
+        (w,) = ctx.node("Transpose", [ctx.weight("in_proj_weight")], perm=[1, 0])
+        b = ctx.weight("in_proj_bias") if p.bias else None
+    (y,) = ctx.node("MatMul", [x, w])
+    if b:
+        (y,) = ctx.node("Add", [y, b])
+    h = ctx.params.heads
+    (y,) = ctx.node("Reshape", [y, ctx.const(np.array([0, 0, 3 * h, e // h], dtype=np.int64), "packed_shape")])
+    return ctx.node("Split", [y], n_out=3, axis=2)
+
+
+def _separate_projections(ctx, xs: list[str], e: int, scale: float, heads_shape: str) -> list[str]:
+    """Cross-attention's q, k and v, [N, L or S, h, d] each, from three MatMuls."""
+    p = ctx.params
+    if ctx.fold:
+        ws, bs = [], []
+        for i, part in enumerate("qkv"):
+            fn = functools.partial(_scaled_rows, rows=slice(i * e, (i + 1) * e), e=e, scale=scale)
+            ws.append(ctx.derived(f"in_proj_weight/{part}_T", fn, ["in_proj_weight"], (e, e)))
+            bs.append(ctx.derived(f"in_proj_bias/{part}", fn, ["in_proj_bias"], (e,)) if p.bias else None)
+    else:
+        ws = [ctx.node("Transpose", [w], perm=[1, 0])[0]
+              for w in ctx.node("Split", [ctx.weight("in_proj_weight")], n_out=3, axis=0)]
+        bs = ctx.node("Split", [ctx.weight("in_proj_bias")], n_out=3, axis=0) if p.bias else [None] * 3
+    out = []
+    for x, w, b in zip(xs, ws, bs):
+        (y,) = ctx.node("MatMul", [x, w])
+        if b:
+            (y,) = ctx.node("Add", [y, b])
+        out.append(ctx.node("Reshape", [y, heads_shape])[0])
+    return out
 
 
 @functools.cache
@@ -310,20 +362,6 @@ class _Recurrent(Op):
         return module
 
     @classmethod
-    def _stacked(cls, ctx, keys: list[str]) -> str:
-        """torch's per-direction gate matrices, reordered for ONNX and stacked: [dirs, ...]."""
-        axes = ctx.const(np.array([0], dtype=np.int64), "axes")
-        per_dir = []
-        for group in keys:
-            parts = []
-            for key in group:
-                gates = ctx.node("Split", [ctx.weight(key)], n_out=cls.gates, axis=0)
-                parts += [gates[i] for i in cls.onnx_order]
-            (cat,) = ctx.node("Concat", parts, axis=0)
-            per_dir.append(ctx.node("Unsqueeze", [cat, axes])[0])
-        return per_dir[0] if len(per_dir) == 1 else ctx.node("Concat", per_dir, axis=0)[0]
-
-    @classmethod
     def onnx(cls, ctx):
         p = ctx.params
         dirs = ("", "_reverse")[:2 if p.bidirectional else 1]
@@ -334,11 +372,14 @@ class _Recurrent(Op):
         attrs = {"linear_before_reset": 1} if cls.name == "GRU" else {}
         finals: list[list[str]] = [[] for _ in cls.states]  # per state, each layer's [dirs, N, hidden]
         for layer in range(p.layers):
-            w = cls._stacked(ctx, [[f"weight_ih_l{layer}{s}"] for s in dirs])
-            r = cls._stacked(ctx, [[f"weight_hh_l{layer}{s}"] for s in dirs])
+            w = stacked_gates(ctx, [[f"weight_ih_l{layer}{s}"] for s in dirs], cls.gates, cls.onnx_order,
+                              f"weight_ih_l{layer}/onnx")
+            r = stacked_gates(ctx, [[f"weight_hh_l{layer}{s}"] for s in dirs], cls.gates, cls.onnx_order,
+                              f"weight_hh_l{layer}/onnx")
             inputs = [x, w, r]
             if p.bias:
-                inputs.append(cls._stacked(ctx, [[f"bias_ih_l{layer}{s}", f"bias_hh_l{layer}{s}"] for s in dirs]))
+                inputs.append(stacked_gates(ctx, [[f"bias_ih_l{layer}{s}", f"bias_hh_l{layer}{s}"] for s in dirs],
+                                            cls.gates, cls.onnx_order, f"bias_l{layer}/onnx"))
             (y, *states) = ctx.node(cls.name, inputs, n_out=1 + (len(cls.states) if p.return_state else 0),
                                     hidden_size=p.hidden,
                                     direction="bidirectional" if p.bidirectional else "forward", **attrs)
