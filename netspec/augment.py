@@ -583,8 +583,8 @@ def resized_crop(x, op: RandomResizedCrop, g):
     c, h, w = x.shape
     top, left, ch, cw = resized_crop_box(h, w, op.scale, op.ratio, g)
     crop = x[None, :, top:top + ch, left:left + cw]
-    # antialias, as torchvision and PIL do when shrinking
-    return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+    # The crop is never larger than the image, so this only enlarges: no antialiasing to choose.
+    return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
 
 
 def rotate(x, op: Rotation, g):
