@@ -309,9 +309,9 @@ def _item(v, i: int) -> tuple[str, BaseModel]:
             raise AugmentError(f"{name} has no setting '{field}'", (i, field),
                                hint=did_you_mean(field, settings) or f"{name}'s settings: {', '.join(settings)}")
         if err["type"] == "missing":
-            raise AugmentError(f"{name} needs {field}, e.g. {name}({field}=...)", (i,))
+            raise AugmentError(f"{name} needs {field}, e.g. {name}({field}=...)", (i, "name"))
         msg = err["msg"].removeprefix("Value error, ")
-        raise AugmentError(msg if msg.startswith(name) else f"{name}: {msg}", (i, field) if field else (i,)) from None
+        raise AugmentError(msg if msg.startswith(name) else f"{name}: {msg}", (i, field) if field else (i, "name")) from None
 
 
 class Augment(_Frozen):
@@ -345,12 +345,13 @@ class Augment(_Frozen):
             name, op = _item(item, i)
             field = FIELDS[name]
             if field in out:
-                raise AugmentError(f"{name} is given twice", (i,))
+                raise AugmentError(f"{name} is given twice", (i, "name"))
             # One fixed order, so that a spec that checks means what it says.
             order = list(OPS).index(name) if name not in BATCH_OPS else len(OPS)
             if rank and order < rank[-1][0]:
-                raise AugmentError(f"{name} must come before {rank[-1][1]}: augmentations run in the order "
-                                   f"{', '.join(OPS)} (Mixup and CutMix on whole batches)", (i,))
+                raise AugmentError(f"{name} must come before {rank[-1][1]}", (i, "name"),
+                                   hint=f"augmentations run in this order: {', '.join(list(OPS)[:7])}, "
+                                        "then Mixup or CutMix on whole batches")
             rank.append((order, name))
             out[field] = op
         return _mix_shares(out)

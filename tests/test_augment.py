@@ -519,6 +519,14 @@ def test_spec_list_form_checks_and_errors_are_located(train_block_with_augment, 
     d = e.value.diagnostics[0]
     assert (d.span.line, d.span.col) == (8, text.splitlines()[7].index("RandomHorizontalFlip") + 1)
     assert "unknown augmentation 'RandomHorizontalFlip'" in d.message and "is HorizontalFlip here" in d.hint
+    text = (SPEC % "hue=0.1").replace("HorizontalFlip, ColorJitter(hue=0.1)", "ColorJitter(hue=0.1), HorizontalFlip")
+    bad.write_text(text)
+    with pytest.raises(NetspecError) as e:
+        netspec.load(str(bad))
+    d = e.value.diagnostics[0]
+    assert (d.span.line, d.span.col) == (8, text.splitlines()[7].index("HorizontalFlip") + 1)
+    assert d.message == "train: augment: HorizontalFlip must come before ColorJitter"
+    assert d.hint.startswith("augmentations run in this order: RandomResizedCrop, RandomCrop, HorizontalFlip")
 
 
 def test_settings_do_not_import_torch():
