@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainValidator,
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, PlainValidator,
                       ValidationError, ValidationInfo, model_validator)
 
 from .errors import ParamProblem, did_you_mean
@@ -57,7 +57,7 @@ def _scalar(lo=None, hi=None, lo_open=False, hi_open=False):
             raise ValueError(f"{info.field_name} must be {_rule(lo, hi, lo_open, hi_open)}, got {v:g}")
         return v
 
-    return PlainValidator(check)
+    return BeforeValidator(check)
 
 
 def _pair(lo=None, hi=None, lo_open=False, hi_open=False, widen=None, shorthand=""):
@@ -80,7 +80,7 @@ def _pair(lo=None, hi=None, lo_open=False, hi_open=False, widen=None, shorthand=
             raise ValueError(f"{name} must be [min, max] with min <= max, got {_show(v)}")
         return (a, b)
 
-    return PlainValidator(check)
+    return BeforeValidator(check)
 
 
 def _fill(v, info: ValidationInfo):
@@ -117,7 +117,7 @@ def _choice(options: tuple[str, ...]):
                              + (f"; {hint}" if hint else ""))
         return v
 
-    return PlainValidator(check)
+    return BeforeValidator(check)
 
 
 Prob = Annotated[float, _scalar(0, 1)]
@@ -185,7 +185,7 @@ class RandomResizedCrop(_Frozen):
 class RandomCrop(_Frozen):
     """torchvision's RandomCrop(size=input size, padding, fill, padding_mode)."""
     name: Literal["RandomCrop"] = "RandomCrop"
-    padding: Annotated[tuple[int, int, int, int], PlainValidator(_padding)] = (4, 4, 4, 4)  # pixels added on each side (left, top, right, bottom) before cropping back to the input's size
+    padding: Annotated[tuple[int, int, int, int], BeforeValidator(_padding)] = (4, 4, 4, 4)  # pixels added on each side (left, top, right, bottom) before cropping back to the input's size
     fill: Fill = 0.0  # the padded pixels' value with padding_mode "constant", one or one per channel
     padding_mode: Annotated[str, _choice(("constant", "edge", "reflect", "symmetric"))] = "constant"  # np.pad's and torchvision's modes
     p: Prob = 1.0  # chance the item is shifted
@@ -543,7 +543,7 @@ def cutmix_box(h: int, w: int, lam: float, g) -> tuple[int, int, int, int]:
 def _channels(value, c: int, like):
     import torch
 
-    v = torch.as_tensor(value if isinstance(value, tuple) else (value,), dtype=like.dtype)
+    v = torch.as_tensor(value if isinstance(value, tuple) else (value,), dtype=like.dtype, device=like.device)
     return v.reshape(-1, 1, 1).expand(c, 1, 1)
 
 
@@ -671,7 +671,7 @@ def random_erasing(x, op: RandomErasing, g):
     top, left, eh, ew = box
     x = x.clone()
     if op.value == "random":
-        x[:, top:top + eh, left:left + ew] = torch.rand((c, eh, ew), generator=g, dtype=torch.float64).to(x.dtype)
+        x[:, top:top + eh, left:left + ew] = torch.rand((c, eh, ew), generator=g, dtype=torch.float64).to(x)
     else:
         x[:, top:top + eh, left:left + ew] = _channels(op.value, c, x)
     return x
@@ -687,56 +687,60 @@ _ITEM_OPS = {RandomResizedCrop: resized_crop, RandomCrop: random_crop, Horizonta
              VerticalFlip: _flip(-2), Rotation: rotate, ColorJitter: color_jitter, RandomErasing: random_erasing}
 
 
-def item_transform(cfg: Augment):
-    """A function (x [C, H, W] in [0, 1], generator) -> augmented x, the item ops in Augment's field order.
+class ItemTransform:
+    """(x [C, H, W] float in [0, 1], generator) -> augmented x of the same shape and dtype.
 
-    Each op first draws one uniform against its p, then its own draws. The input is never
-    modified in place, so a dataset held in memory stays as it was.
+    The item ops run in Augment's field order; each first draws one uniform against its p,
+    then its own draws. The input is never modified in place, so a dataset held in memory
+    stays as it was. Holds only the settings, so DataLoader workers started by spawn can
+    take it along.
     """
-    ops = [(op, _ITEM_OPS[type(op)]) for op in cfg.item_ops()]
 
-    def apply(x, g):
-        if x.dim() != 3:
-            raise ValueError(f"augment: expected one image [C, H, W], got shape {list(x.shape)}")
-        for op, run in ops:
+    def __init__(self, cfg: Augment):
+        self.cfg = cfg
+
+    def __call__(self, x, g):
+        if x.dim() != 3 or not x.is_floating_point():
+            raise ValueError(f"augment: expected one float image [C, H, W], got {x.dtype} {list(x.shape)}")
+        for op in self.cfg.item_ops():
             if uniform(g) < op.p:
-                x = run(x, op, g)
+                x = _ITEM_OPS[type(op)](x, op, g)
         return x
 
-    return apply
 
-
-def batch_transform(cfg: Augment):
-    """A function (x [N, ...], y [N] class indices or [N, K] soft targets, K, generator) -> (x, y [N, K] float).
+class BatchTransform:
+    """(x [N, ...], y [N] class indices or [N, K] soft targets, K, generator) -> (x, y [N, K] float).
 
     One uniform picks Mixup (below Mixup's p), CutMix (below the sum of both p) or neither;
     then one Beta(alpha, alpha) draw, and for CutMix the box's centre. Each item is mixed with
-    the next one in the batch (the last with the first), as torchvision does. None when the
-    settings have no batch op.
+    the previous one in the batch (the first with the last: torch.roll by one, as torchvision
+    does). The targets come back as probabilities whether or not the batch was mixed.
     """
-    if cfg.mixup is None and cfg.cutmix is None:
-        return None
-    p_mix = cfg.mixup.p if cfg.mixup is not None else 0.0
-    p_cut = cfg.cutmix.p if cfg.cutmix is not None else 0.0
 
-    def apply(x, y, num_classes: int, g):
+    def __init__(self, cfg: Augment):
+        self.cfg = cfg
+
+    def __call__(self, x, y, num_classes: int, g):
         import torch
 
+        mixup, cutmix = self.cfg.mixup, self.cfg.cutmix
         if y.dim() == 1 and not y.is_floating_point():
             y = torch.nn.functional.one_hot(y, num_classes)
         elif y.dim() != 2 or y.shape[1] != num_classes:
             raise ValueError(f"augment: targets must be class indices [N] or soft targets [N, {num_classes}], "
                              f"got shape {list(y.shape)}")
         y = y.to(x.dtype if x.is_floating_point() else torch.float32)
+        p_mix = mixup.p if mixup is not None else 0.0
+        p_cut = cutmix.p if cutmix is not None else 0.0
         u = uniform(g)
         if u < p_mix:
-            lam = beta(g, cfg.mixup.alpha)
+            lam = beta(g, mixup.alpha)
             return lam * x + (1 - lam) * x.roll(1, 0), lam * y + (1 - lam) * y.roll(1, 0)
         if u < p_mix + p_cut:
             if x.dim() != 4:
                 raise ValueError(f"augment: CutMix needs images [N, C, H, W], got shape {list(x.shape)}")
             h, w = x.shape[-2:]
-            lam = beta(g, cfg.cutmix.alpha)
+            lam = beta(g, cutmix.alpha)
             top, left, bottom, right = cutmix_box(h, w, lam, g)
             x = x.clone()
             x[..., top:bottom, left:right] = x.roll(1, 0)[..., top:bottom, left:right]
@@ -744,8 +748,18 @@ def batch_transform(cfg: Augment):
             return x, lam * y + (1 - lam) * y.roll(1, 0)
         return x, y
 
-    return apply
+
+def item_transform(cfg: Augment) -> ItemTransform:
+    """The item ops of `cfg` as one callable (x [C, H, W], generator) -> x."""
+    return ItemTransform(cfg)
+
+
+def batch_transform(cfg: Augment) -> BatchTransform | None:
+    """Mixup/CutMix of `cfg` as one callable (x, y, num_classes, generator) -> (x, soft y); None without them."""
+    if cfg.mixup is None and cfg.cutmix is None:
+        return None
+    return BatchTransform(cfg)
 
 
 __all__ = ["Augment", "parse_augment", "check_input", "check_loss", "item_generator", "batch_generator",
-           "item_transform", "batch_transform", "AugmentError", "OPS", "SOFT_TARGET_LOSSES"] + list(OPS)
+           "item_transform", "batch_transform", "ItemTransform", "BatchTransform", "AugmentError", "OPS", "SOFT_TARGET_LOSSES"] + list(OPS)

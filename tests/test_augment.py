@@ -13,6 +13,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -533,3 +535,51 @@ def test_settings_do_not_import_torch():
     code = ("import sys, netspec.augment as a; a.parse_augment(['HorizontalFlip', 'Mixup']); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_stored_json_form_reads_back_the_same():
+    import json
+
+    cfg = A.parse_augment(FULL)
+    stored = json.loads(json.dumps(cfg.model_dump(mode="json")))
+    assert A.parse_augment(stored) == cfg
+
+
+def test_transforms_travel_to_spawned_workers():
+    # DataLoader workers started by spawn receive the dataset, and its transform, pickled.
+    import pickle
+
+    t = A.item_transform(A.parse_augment(FULL))
+    b = A.batch_transform(A.parse_augment(FULL))
+    t2, b2 = pickle.loads(pickle.dumps(t)), pickle.loads(pickle.dumps(b))
+    x = torch.rand(3, 9, 9)
+    assert torch.equal(t(x, A.item_generator(0, 0, 5)), t2(x, A.item_generator(0, 0, 5)))
+    xb, yb = torch.rand(4, 3, 9, 9), torch.tensor([0, 1, 2, 0])
+    assert all(torch.equal(u, v) for u, v in zip(b(xb, yb, 3, A.batch_generator(0, 0, 1)),
+                                                 b2(xb, yb, 3, A.batch_generator(0, 0, 1))))
+
+
+def test_refuses_what_is_not_a_float_image():
+    t = A.item_transform(A.parse_augment(["HorizontalFlip"]))
+    with pytest.raises(ValueError, match="expected one float image"):
+        t(torch.zeros(3, 4, 4, dtype=torch.uint8), gen(0))
+    with pytest.raises(ValueError, match="expected one float image"):
+        t(torch.zeros(2, 3, 4, 4), gen(0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(c=st.sampled_from([1, 3]), h=st.integers(1, 9), w=st.integers(1, 9), n=st.integers(1, 4),
+       seed=st.integers(0, 2**32 - 1), pad=st.integers(1, 12),
+       mode=st.sampled_from(["constant", "edge", "reflect", "symmetric"]))
+def test_any_small_image_keeps_shape_and_range(c, h, w, n, seed, pad, mode):
+    ops = [dict(FULL[0]), {"name": "RandomCrop", "padding": pad, "padding_mode": mode}] + FULL[2:]
+    ops[6] = {"name": "RandomErasing", "p": 1.0, "scale": [0.02, 0.9]}
+    cfg = A.parse_augment(ops)
+    x = torch.rand(c, h, w, generator=gen(seed))
+    out = A.item_transform(cfg)(x, A.item_generator(seed, 0, 0))
+    assert out.shape == x.shape and out.dtype == x.dtype and bool(out.isfinite().all())
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+    xb = torch.rand(n, c, h, w, generator=gen(seed))
+    gx, gy = A.batch_transform(cfg)(xb, torch.arange(n) % 2, 2, A.batch_generator(seed, 0, 0))
+    assert gx.shape == xb.shape and gy.shape == (n, 2)
+    assert torch.allclose(gy.sum(1), torch.ones(n)) and bool((gy >= 0).all())
