@@ -601,12 +601,13 @@ def rotate(x, op: Rotation, g):
     # Output pixel -> source pixel: the inverse of a counter-clockwise turn (y points down).
     sx = cos * dx - sin * dy + (w - 1) / 2
     sy = sin * dx + cos * dy + (h - 1) / 2
-    grid = torch.stack(((2 * sx + 1) / w - 1, (2 * sy + 1) / h - 1), dim=-1)[None]
-    src = torch.cat((x.double(), torch.ones(1, h, w, dtype=torch.float64)))[None]
+    grid = torch.stack(((2 * sx + 1) / w - 1, (2 * sy + 1) / h - 1), dim=-1)[None].to(x.dtype)
+    if op.fill == 0:  # grid_sample's zero padding is the fill
+        return F.grid_sample(x[None], grid, mode=op.interpolation, padding_mode="zeros", align_corners=False)[0]
+    # A ones channel says how much of each output pixel came from inside the image; the rest is fill.
+    src = torch.cat((x, torch.ones(1, h, w, dtype=x.dtype)))[None]
     out = F.grid_sample(src, grid, mode=op.interpolation, padding_mode="zeros", align_corners=False)[0]
-    # The ones channel says how much of each output pixel came from inside the image.
-    inside = out[c:]
-    return (out[:c] + (1 - inside) * _channels(op.fill, c, out)).to(x.dtype)
+    return out[:c] + (1 - out[c:]) * _channels(op.fill, c, out)
 
 
 def _gray(x):
@@ -621,25 +622,21 @@ def _blend(a, b, f: float):
 
 
 def _shift_hue(x, turn: float):
-    """RGB -> HSV, hue + turn (mod 1), -> RGB, as colorsys and torchvision compute it."""
+    """Turn the HSV hue by `turn` (in turns), as colorsys and torchvision's adjust_hue do.
+
+    In closed form: with hue6 = 6·hue, channel n (R 5, G 3, B 1) becomes
+    max - (max - min)·clamp(min(k, 4 - k), 0, 1), where k = (n + hue6 + 6·turn) mod 6;
+    saturation and value are unchanged.
+    """
     import torch
 
-    r, gr, b = x[0], x[1], x[2]
-    maxc, minc = x.max(0).values, x.min(0).values
+    r, g, b = x[0], x[1], x[2]
+    maxc, minc = x.amax(0), x.amin(0)
     delta = maxc - minc
-    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, 1), 0)
-    d = torch.where(delta > 0, delta, 1)
-    rc, gc, bc = (maxc - r) / d, (maxc - gr) / d, (maxc - b) / d
-    hue = torch.where(maxc == r, bc - gc, torch.where(maxc == gr, 2 + rc - bc, 4 + gc - rc))
-    hue = torch.where(delta > 0, (hue / 6) % 1, 0)
-    hue = (hue + turn) % 1
-    v = maxc
-    i = torch.floor(hue * 6)
-    f = hue * 6 - i
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    i = i.long() % 6
-    table = torch.stack([torch.stack(c) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))])
-    return table.gather(0, i[None, None].expand(1, 3, *i.shape))[0]
+    d = torch.where(delta > 0, delta, 1)  # grey pixels have delta 0: any hue gives them back
+    hue6 = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, 2 + (b - r) / d, 4 + (r - g) / d))
+    k = (torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype).reshape(3, 1, 1) + (hue6 + 6 * turn)) % 6
+    return maxc - delta * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
 def color_jitter(x, op: ColorJitter, g):
@@ -735,15 +732,17 @@ class BatchTransform:
         u = uniform(g)
         if u < p_mix:
             lam = beta(g, mixup.alpha)
-            return lam * x + (1 - lam) * x.roll(1, 0), lam * y + (1 - lam) * y.roll(1, 0)
+            # lerp: previous + lam * (own - previous), one new tensor instead of three
+            return x.roll(1, 0).lerp_(x, lam), y.roll(1, 0).lerp_(y, lam)
         if u < p_mix + p_cut:
             if x.dim() != 4:
                 raise ValueError(f"augment: CutMix needs images [N, C, H, W], got shape {list(x.shape)}")
             h, w = x.shape[-2:]
             lam = beta(g, cutmix.alpha)
             top, left, bottom, right = cutmix_box(h, w, lam, g)
+            patch = x[..., top:bottom, left:right].roll(1, 0)
             x = x.clone()
-            x[..., top:bottom, left:right] = x.roll(1, 0)[..., top:bottom, left:right]
+            x[..., top:bottom, left:right] = patch
             lam = 1.0 - (bottom - top) * (right - left) / (h * w)
             return x, lam * y + (1 - lam) * y.roll(1, 0)
         return x, y

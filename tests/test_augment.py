@@ -185,15 +185,18 @@ def ref_rotate(x, degrees, fill, nearest=False):
 
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
-def test_rotation_matches_reference(interpolation):
+@pytest.mark.parametrize("fill", [0.0, 0.5, [0.2, 0.4, 0.6]])
+def test_rotation_matches_reference(interpolation, fill):
     x = image(3, 7, 9)
     for seed in range(4):
-        got = run_op({"name": "Rotation", "degrees": [-50, 170], "fill": 0.5, "interpolation": interpolation},
+        got = run_op({"name": "Rotation", "degrees": [-50, 170], "fill": fill, "interpolation": interpolation},
                      x, seed)
         d = Draws(seed)
         d.u()
         angle = d.u(-50, 170)
-        np.testing.assert_allclose(got, ref_rotate(x, angle, 0.5, interpolation == "nearest"), atol=1e-5)
+        want = np.stack([ref_rotate(x[k:k + 1], angle, f, interpolation == "nearest")[0]
+                         for k, f in enumerate(fill if isinstance(fill, list) else [fill] * 3)])
+        np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_rotation_turns_counter_clockwise():
