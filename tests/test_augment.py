@@ -586,3 +586,36 @@ def test_any_small_image_keeps_shape_and_range(c, h, w, n, seed, pad, mode):
     gx, gy = A.batch_transform(cfg)(xb, torch.arange(n) % 2, 2, A.batch_generator(seed, 0, 0))
     assert gx.shape == xb.shape and gy.shape == (n, 2)
     assert torch.allclose(gy.sum(1), torch.ones(n)) and bool((gy >= 0).all())
+
+
+def test_augmented_items_are_the_same_whatever_the_workers_and_order():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from netspec.errors import DataProblem
+
+    x = torch.rand(12, 3, 8, 8, generator=gen(0))
+    y = torch.arange(12)
+    cfg = A.parse_augment([{"name": "RandomCrop", "padding": 2}, "HorizontalFlip",
+                           {"name": "ColorJitter", "brightness": 0.3}])
+    items = A.AugmentedItems(TensorDataset(x, y), cfg, seed=5)
+
+    def epoch(e, workers, shuffle):
+        items.set_epoch(e)
+        loader = DataLoader(items, batch_size=5, num_workers=workers, shuffle=shuffle,
+                            generator=gen(e) if shuffle else None)
+        out = torch.empty_like(x)
+        for xb, yb in loader:
+            out[yb] = xb
+        return out
+
+    first = epoch(0, 0, False)
+    assert torch.equal(first, epoch(0, 2, True))  # two workers, another order: the same items
+    assert torch.equal(first[3], A.item_transform(cfg)(x[3], A.item_generator(5, 0, 3)))
+    assert not torch.equal(first, epoch(1, 0, False))  # the next epoch draws anew
+    assert torch.equal(x, TensorDataset(x, y)[:][0])  # the data itself is untouched
+
+    normalized = A.AugmentedItems(TensorDataset(x, y), cfg, seed=5, normalize=([0.5] * 3, [0.25] * 3))
+    assert torch.allclose(normalized[3][0], (first[3] - 0.5) / 0.25)
+    with pytest.raises(DataProblem, match=r"item 0 has values in \[0, 255\], but ColorJitter works on pixels in \[0, 1\]"):
+        A.AugmentedItems(TensorDataset(torch.full((1, 3, 4, 4), 255.0).index_fill(2, torch.tensor([0]), 0),
+                                       torch.zeros(1)), cfg, seed=0)[0]
