@@ -547,11 +547,11 @@ def _channels(value, c: int, like):
     return v.reshape(-1, 1, 1).expand(c, 1, 1)
 
 
-def _pad_index(n: int, start: int, length: int, mode: str):
+def _pad_index(n: int, start: int, length: int, mode: str, device=None):
     """Source indices of positions start..start+length-1 of a padded axis of size n (np.pad's modes); -1 is outside."""
     import torch
 
-    i = torch.arange(start, start + length)
+    i = torch.arange(start, start + length, device=device)
     if mode == "constant":
         return torch.where((i >= 0) & (i < n), i, -1)
     if mode == "edge" or n == 1:
@@ -569,8 +569,8 @@ def random_crop(x, op: RandomCrop, g):
     c, h, w = x.shape
     left, top, right, bottom = op.padding
     i, j = randint(g, top + bottom + 1), randint(g, left + right + 1)
-    rows = _pad_index(h, i - top, h, op.padding_mode)
-    cols = _pad_index(w, j - left, w, op.padding_mode)
+    rows = _pad_index(h, i - top, h, op.padding_mode, x.device)
+    cols = _pad_index(w, j - left, w, op.padding_mode, x.device)
     out = x[:, rows.clamp(min=0)][:, :, cols.clamp(min=0)]
     if op.padding_mode == "constant":
         outside = (rows < 0)[:, None] | (cols < 0)[None, :]
@@ -595,8 +595,8 @@ def rotate(x, op: Rotation, g):
     c, h, w = x.shape
     theta = math.radians(uniform(g, *op.degrees))
     cos, sin = math.cos(theta), math.sin(theta)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=x.device),
+                            torch.arange(w, dtype=torch.float64, device=x.device), indexing="ij")
     dx, dy = xs - (w - 1) / 2, ys - (h - 1) / 2
     # Output pixel -> source pixel: the inverse of a counter-clockwise turn (y points down).
     sx = cos * dx - sin * dy + (w - 1) / 2
@@ -605,7 +605,7 @@ def rotate(x, op: Rotation, g):
     if op.fill == 0:  # grid_sample's zero padding is the fill
         return F.grid_sample(x[None], grid, mode=op.interpolation, padding_mode="zeros", align_corners=False)[0]
     # A ones channel says how much of each output pixel came from inside the image; the rest is fill.
-    src = torch.cat((x, torch.ones(1, h, w, dtype=x.dtype)))[None]
+    src = torch.cat((x, torch.ones(1, h, w, dtype=x.dtype, device=x.device)))[None]
     out = F.grid_sample(src, grid, mode=op.interpolation, padding_mode="zeros", align_corners=False)[0]
     return out[:c] + (1 - out[c:]) * _channels(op.fill, c, out)
 
@@ -635,7 +635,7 @@ def _shift_hue(x, turn: float):
     delta = maxc - minc
     d = torch.where(delta > 0, delta, 1)  # grey pixels have delta 0: any hue gives them back
     hue6 = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, 2 + (b - r) / d, 4 + (r - g) / d))
-    k = (torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype).reshape(3, 1, 1) + (hue6 + 6 * turn)) % 6
+    k = (torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).reshape(3, 1, 1) + (hue6 + 6 * turn)) % 6
     return maxc - delta * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
