@@ -10,6 +10,7 @@ epoch, item index), so an item's augmentation does not depend on worker count, o
 from __future__ import annotations
 
 import math
+import operator
 from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, PlainValidator,
@@ -229,15 +230,6 @@ class ColorJitter(_Frozen):
         return self
 
 
-class RandomErasing(_Frozen):
-    """torchvision's RandomErasing (Zhong et al. 2017): blank out one rectangle."""
-    name: Literal["RandomErasing"] = "RandomErasing"
-    p: Prob = 0.5  # chance a rectangle is erased
-    scale: AreaShare = (0.02, 0.33)  # the rectangle's share of the image's area
-    ratio: Ratio = (0.3, 3.3)  # the rectangle's height / width, drawn log-uniformly
-    value: Annotated[Any, PlainValidator(_erase_value)] = 0.0  # a value in [0, 1], one per channel, or "random" (uniform noise)
-
-
 def _erase_value(v, info: ValidationInfo):
     if isinstance(v, str):
         if v != "random":
@@ -248,15 +240,24 @@ def _erase_value(v, info: ValidationInfo):
     return _fill(v, info)
 
 
+class RandomErasing(_Frozen):
+    """torchvision's RandomErasing (Zhong et al. 2017): blank out one rectangle."""
+    name: Literal["RandomErasing"] = "RandomErasing"
+    p: Prob = 0.5  # chance a rectangle is erased
+    scale: AreaShare = (0.02, 0.33)  # the rectangle's share of the image's area
+    ratio: Ratio = (0.3, 3.3)  # the rectangle's height / width, drawn log-uniformly
+    value: Annotated[Any, PlainValidator(_erase_value)] = 0.0  # a value in [0, 1], one per channel, or "random" (uniform noise)
+
+
 class Mixup(_Frozen):
-    """torchvision's MixUp (Zhang et al. 2018): blend each item and its target with the next item's."""
+    """torchvision's MixUp (Zhang et al. 2018): blend each item and its target with the previous item's in the batch."""
     name: Literal["Mixup"] = "Mixup"
     alpha: Alpha = 1.0  # the blend weight is drawn from Beta(alpha, alpha) once per batch
     p: MixProb = None  # share of batches mixed this way; default 1, or 0.5 each beside CutMix
 
 
 class CutMix(_Frozen):
-    """torchvision's CutMix (Yun et al. 2019): paste a box of the next item, targets weighted by area."""
+    """torchvision's CutMix (Yun et al. 2019): paste a box of the previous item in the batch, targets weighted by area."""
     name: Literal["CutMix"] = "CutMix"
     alpha: Alpha = 1.0  # the kept area is drawn from Beta(alpha, alpha) once per batch
     p: MixProb = None  # share of batches mixed this way; default 1, or 0.5 each beside Mixup
@@ -457,9 +458,16 @@ def _generator(*key: int):
     import numpy as np
     import torch
 
-    if any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in key):
-        raise ValueError(f"seed, epoch and index must be whole numbers >= 0, got {key}")
-    hi, lo = np.random.SeedSequence(list(key)).generate_state(2, dtype=np.uint32)
+    whole = []
+    for k in key:
+        try:  # numpy and torch integers too, as samplers hand them out
+            k = None if isinstance(k, bool) else operator.index(k)
+        except TypeError:
+            k = None
+        if k is None or k < 0:
+            raise ValueError(f"seed, epoch and index must be whole numbers >= 0, got {key[:-1]}")
+        whole.append(k)
+    hi, lo = np.random.SeedSequence(whole).generate_state(2, dtype=np.uint32)
     g = torch.Generator()
     g.manual_seed((int(hi) << 32) | int(lo))
     return g

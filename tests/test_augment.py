@@ -403,8 +403,11 @@ def test_generators_are_distinct_streams():
              for s in range(3) for e in range(3) for i in range(3)}
     assert len({tuple(v) for v in first.values()}) == len(first)
     assert torch.rand(4, generator=A.batch_generator(0, 0, 0)).tolist() != first[(0, 0, 0)]
-    with pytest.raises(ValueError, match="whole numbers >= 0"):
-        A.item_generator(-1, 0, 0)
+    for bad in [(-1, 0, 0), (0, 1.5, 0), (0, 0, True)]:
+        with pytest.raises(ValueError, match="whole numbers >= 0"):
+            A.item_generator(*bad)
+    same = torch.rand(2, generator=A.item_generator(np.int64(1), torch.tensor(2), 3))
+    assert torch.equal(same, torch.rand(2, generator=A.item_generator(1, 2, 3)))
 
 
 # ---------------------------------------------------------------- settings and their checks
