@@ -707,6 +707,11 @@ class ItemTransform:
     def __call__(self, x, g):
         if x.dim() != 3 or not x.is_floating_point():
             raise ValueError(f"augment: expected one float image [C, H, W], got {x.dtype} {list(x.shape)}")
+        # ColorJitter clips to [0, 1]; data in another range would be flattened without a word.
+        if self.cfg.color_jitter is not None and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise DataProblem(f"augment: an image has values in [{float(x.min()):g}, {float(x.max()):g}], "
+                              "but ColorJitter works on pixels in [0, 1]",
+                              hint="scale the data to [0, 1]; normalize after augmenting, not before")
         for op in self.cfg.item_ops():
             if uniform(g) < op.p:
                 x = _ITEM_OPS[type(op)](x, op, g)
@@ -768,41 +773,5 @@ def batch_transform(cfg: Augment) -> BatchTransform | None:
     return BatchTransform(cfg)
 
 
-class AugmentedItems:
-    """A training split whose images are augmented: item i of epoch e draws from item_generator(seed, e, i).
-
-    `items[i]` is (x, y) with x a float image [C, H, W] in [0, 1]; `normalize`, a per-channel
-    (mean, std) pair, is applied after augmenting, since fills and clipping are pixel values.
-    Call set_epoch(e) before each epoch's DataLoader iterator is made (workers copy this object
-    when the iterator starts, so persistent_workers must stay off).
-    """
-
-    def __init__(self, items, cfg: Augment, seed: int, normalize=None):
-        self.items, self.transform, self.seed, self.epoch = items, ItemTransform(cfg), seed, 0
-        self.normalize = normalize
-        # Ops that clip to [0, 1] would quietly flatten data in another range.
-        self.clips = cfg.color_jitter is not None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i):
-        import torch
-
-        x, y = self.items[i]
-        if self.clips and (float(x.min()) < 0 or float(x.max()) > 1):
-            raise DataProblem(f"augment: item {int(i)} has values in [{float(x.min()):g}, {float(x.max()):g}], "
-                              "but ColorJitter works on pixels in [0, 1]",
-                              hint="scale the data to [0, 1]; normalization is applied after augmentation")
-        x = self.transform(x, item_generator(self.seed, self.epoch, int(i)))
-        if self.normalize is not None:
-            mean, std = (torch.as_tensor(v, dtype=x.dtype).reshape(-1, 1, 1) for v in self.normalize)
-            x = (x - mean) / std
-        return x, y
-
-
 __all__ = ["Augment", "parse_augment", "check_input", "check_loss", "item_generator", "batch_generator",
-           "item_transform", "batch_transform", "ItemTransform", "BatchTransform", "AugmentedItems", "AugmentError", "OPS", "SOFT_TARGET_LOSSES"] + list(OPS)
+           "item_transform", "batch_transform", "ItemTransform", "BatchTransform", "AugmentError", "OPS", "SOFT_TARGET_LOSSES"] + list(OPS)
