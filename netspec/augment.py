@@ -378,8 +378,20 @@ class Augment(_Frozen):
         ops = [op for _, op in self if op is not None]
         if not ops:
             return "none"
-        return ", ".join(f"{op.name}(" + ", ".join(f"{k}={_show(v)}" for k, v in op if k != "name") + ")"
+        return ", ".join(f"{op.name}(" + ", ".join(f"{k}={_show(v)}" for k, v in _settings(op)) + ")"
                          for op in ops)
+
+
+def _settings(op) -> list[tuple[str, Any]]:
+    """An op's settings for a log line: ColorJitter's unused adjustments left out, even padding as one number."""
+    out = []
+    for k, v in op:
+        if k == "name" or (isinstance(op, ColorJitter) and k != "p" and v == ColorJitter.model_fields[k].default):
+            continue
+        if k == "padding" and len(set(v)) == 1:
+            v = v[0]
+        out.append((k, v))
+    return out
 
 
 def _mix_shares(out: dict) -> dict:

@@ -420,7 +420,11 @@ def test_forms_and_round_trip():
     assert A.parse_augment(cfg.model_dump()) == cfg  # the stored form reads back the same
     assert A.parse_augment("HorizontalFlip") == A.parse_augment(["HorizontalFlip"])
     assert not A.parse_augment(None) and not A.parse_augment([]) and cfg
-    assert cfg.describe().startswith("RandomResizedCrop(scale=[0.5, 1], ratio=[0.75, 1.33333], p=1), HorizontalFlip(p=0.5)")
+    assert cfg.describe() == ("RandomResizedCrop(scale=[0.5, 1], ratio=[0.75, 1.33333], p=1), HorizontalFlip(p=0.5), "
+                              "ColorJitter(brightness=[0.8, 1.2], p=1), Mixup(alpha=0.2, p=1)")
+    assert A.parse_augment([{"name": "RandomCrop", "padding": 2}]).describe() == \
+        'RandomCrop(padding=2, fill=0, padding_mode="constant", p=1)'
+    assert A.parse_augment([]).describe() == "none"
     assert A.parse_augment({"name": "Rotation", "degrees": 10}).rotation.degrees == (-10, 10)
     assert A.parse_augment([{"name": "RandomCrop", "padding": [1, 2]}]).random_crop.padding == (1, 2, 1, 2)
     with pytest.raises(Exception):
