@@ -183,12 +183,17 @@ class RandomResizedCrop(_Frozen):
     p: Prob = 1.0  # chance the item is cropped
 
 
+Padding = Annotated[tuple[int, int, int, int], BeforeValidator(_padding)]
+PadMode = Annotated[str, _choice(("constant", "edge", "reflect", "symmetric"))]
+Interpolation = Annotated[str, _choice(("bilinear", "nearest"))]
+
+
 class RandomCrop(_Frozen):
     """torchvision's RandomCrop(size=input size, padding, fill, padding_mode)."""
     name: Literal["RandomCrop"] = "RandomCrop"
-    padding: Annotated[tuple[int, int, int, int], BeforeValidator(_padding)] = (4, 4, 4, 4)  # pixels added on each side (left, top, right, bottom) before cropping back to the input's size
+    padding: Padding = (4, 4, 4, 4)  # pixels added on the left, top, right, bottom before cutting H x W
     fill: Fill = 0.0  # the padded pixels' value with padding_mode "constant", one or one per channel
-    padding_mode: Annotated[str, _choice(("constant", "edge", "reflect", "symmetric"))] = "constant"  # np.pad's and torchvision's modes
+    padding_mode: PadMode = "constant"  # np.pad's and torchvision's modes
     p: Prob = 1.0  # chance the item is shifted
 
 
@@ -208,7 +213,7 @@ class Rotation(_Frozen):
     """torchvision's RandomRotation about the image's centre, keeping its size."""
     name: Literal["Rotation"] = "Rotation"
     degrees: Degrees  # the angle, drawn uniformly, counter-clockwise; d means [-d, d]
-    interpolation: Annotated[str, _choice(("bilinear", "nearest"))] = "bilinear"  # how pixels between grid points are read
+    interpolation: Interpolation = "bilinear"  # how pixels between grid points are read
     fill: Fill = 0.0  # the value of pixels rotated in from outside the image
     p: Prob = 1.0  # chance the item is rotated
 
@@ -246,18 +251,18 @@ class RandomErasing(_Frozen):
     p: Prob = 0.5  # chance a rectangle is erased
     scale: AreaShare = (0.02, 0.33)  # the rectangle's share of the image's area
     ratio: Ratio = (0.3, 3.3)  # the rectangle's height / width, drawn log-uniformly
-    value: Annotated[Any, PlainValidator(_erase_value)] = 0.0  # a value in [0, 1], one per channel, or "random" (uniform noise)
+    value: Annotated[Any, PlainValidator(_erase_value)] = 0.0  # in [0, 1], one per channel, or "random" noise
 
 
 class Mixup(_Frozen):
-    """torchvision's MixUp (Zhang et al. 2018): blend each item and its target with the previous item's in the batch."""
+    """torchvision's MixUp (Zhang et al. 2018): blend each item and its target with the previous item's."""
     name: Literal["Mixup"] = "Mixup"
     alpha: Alpha = 1.0  # the blend weight is drawn from Beta(alpha, alpha) once per batch
     p: MixProb = None  # share of batches mixed this way; default 1, or 0.5 each beside CutMix
 
 
 class CutMix(_Frozen):
-    """torchvision's CutMix (Yun et al. 2019): paste a box of the previous item in the batch, targets weighted by area."""
+    """torchvision's CutMix (Yun et al. 2019): paste a box of the previous item, targets weighted by area."""
     name: Literal["CutMix"] = "CutMix"
     alpha: Alpha = 1.0  # the kept area is drawn from Beta(alpha, alpha) once per batch
     p: MixProb = None  # share of batches mixed this way; default 1, or 0.5 each beside Mixup
@@ -312,7 +317,8 @@ def _item(v, i: int) -> tuple[str, BaseModel]:
         if err["type"] == "missing":
             raise AugmentError(f"{name} needs {field}, e.g. {name}({field}=...)", (i, "name"))
         msg = err["msg"].removeprefix("Value error, ")
-        raise AugmentError(msg if msg.startswith(name) else f"{name}: {msg}", (i, field) if field else (i, "name")) from None
+        raise AugmentError(msg if msg.startswith(name) else f"{name}: {msg}",
+                           (i, field) if field else (i, "name")) from None
 
 
 class Augment(_Frozen):
@@ -786,4 +792,5 @@ def batch_transform(cfg: Augment) -> BatchTransform | None:
 
 
 __all__ = ["Augment", "parse_augment", "check_input", "check_loss", "item_generator", "batch_generator",
-           "item_transform", "batch_transform", "ItemTransform", "BatchTransform", "AugmentError", "OPS", "SOFT_TARGET_LOSSES"] + list(OPS)
+           "item_transform", "batch_transform", "ItemTransform", "BatchTransform", "AugmentError", "OPS",
+           "SOFT_TARGET_LOSSES"] + list(OPS)
