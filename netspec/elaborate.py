@@ -493,6 +493,8 @@ class Elaborator:
             cfg = TrainConfig.model_validate(raw)
         except ValidationError as e:
             loc, msg, _ = _pydantic_messages(e)[0]
+            # A validator that knows where in its value the mistake is (augment's list) says so.
+            cause = (e.errors()[0].get("ctx") or {}).get("error")
             model = TrainConfig
             # pydantic puts the union's tag in the path (optimizer.SGD.lr); the author wrote optimizer.lr.
             kinds = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
@@ -505,7 +507,11 @@ class Elaborator:
                     break
             field_name = ".".join(str(x) for x in loc) or "train"
             fields = [f for f in model.model_fields if f != "name"]
-            hint = None
+            hint = getattr(cause, "hint", None)
+            for n in range(len(getattr(cause, "loc", ())), 0, -1):
+                if loc + cause.loc[:n] in spans:
+                    span = spans[loc + cause.loc[:n]]
+                    break
             if loc and "Extra inputs" in msg:
                 msg = "unknown setting"
                 hint = did_you_mean(str(loc[-1]), fields) or f"settings: {', '.join(fields)}"
@@ -526,6 +532,8 @@ class Elaborator:
                 spans[path + (a.name,)] = a.value.span
                 d[a.name] = self._setting(a.value, scope, path + (a.name,), spans)
             return d
+        if isinstance(e, ast.ListE):  # `augment = [RandomCrop(padding=4), HorizontalFlip]`
+            return [self._setting(x, scope, path + (i,), spans) for i, x in enumerate(e.items)]
         v = self.evaluate(e, scope)
         return list(v) if isinstance(v, tuple) else v
 
