@@ -322,6 +322,8 @@ def _write(out: Path, runlog: RunLog, run: dict, state: dict, due: bool, model, 
             run["saved_epoch"] = state["epoch"]
         run["best"] = state["best"]
         runlog.write()
+        if run["spec"]["text"] is not None:
+            atomic_write(out / runfolder.SPEC_COPY, run["spec"]["text"].encode("utf-8"))
         runfolder.write_run(out, run)
     except OSError as e:
         saved = run.get("saved_epoch")
