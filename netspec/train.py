@@ -310,6 +310,9 @@ def _write(out: Path, runlog: RunLog, run: dict, state: dict, due: bool, model, 
            scheduler, scaler, cfg: TrainConfig, network: str) -> None:
     """The epoch's files: the checkpoint first (when due) and what derives from it, then metrics and run.json."""
     try:
+        # Metrics first: rows past the checkpoint are dropped on resume, but a row the checkpoint
+        # has must never be missing.
+        runlog.write()
         if due:
             keep_best = cfg.keep == "best" and state["best"] is not None and state["best"]["epoch"] != state["epoch"]
             model_state = checkpoint.cpu_state(model)
@@ -321,7 +324,6 @@ def _write(out: Path, runlog: RunLog, run: dict, state: dict, due: bool, model, 
             checkpoint.derive(out, meta, tensors, cfg.keep)
             run["saved_epoch"] = state["epoch"]
         run["best"] = state["best"]
-        runlog.write()
         if run["spec"]["text"] is not None:
             atomic_write(out / runfolder.SPEC_COPY, run["spec"]["text"].encode("utf-8"))
         runfolder.write_run(out, run)
