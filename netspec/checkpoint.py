@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataProblem
-from .runfolder import atomic_write, json_bytes
+from .runfolder import atomic_path, atomic_write, json_bytes
 
 FORMAT = "netspec-checkpoint-1"
 MAX_CHECKPOINT_SHOWN = 6  # tensor names quoted in a mismatch message
@@ -27,6 +27,22 @@ MAX_CHECKPOINT_SHOWN = 6  # tensor names quoted in a mismatch message
 def cpu_state(module) -> dict:
     """Detached CPU copies of a module's state dict (safe to keep while training goes on)."""
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def cpu_view(module) -> dict:
+    """The state dict on the CPU without a copy where it already is there (for writing at once)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+def _write_tensors(path: Path, tensors: dict, metadata: dict) -> None:
+    """Stream tensors into `path` atomically: no serialized copy of the whole file in memory."""
+    from safetensors.torch import save_file
+    with atomic_path(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except RuntimeError:
+            # Tensors sharing memory (tied weights) must be written as copies.
+            save_file({k: v.clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def non_finite(state: dict) -> list[str]:
@@ -39,7 +55,6 @@ def save(out: Path, network: str, model_state: dict, best_state: dict | None, op
          scaler, config: dict, state: dict) -> dict:
     """Write checkpoint.safetensors (the truth) and return its metadata."""
     import torch
-    from safetensors.torch import save as st_save
 
     tensors = {f"model.{k}": v for k, v in model_state.items()}
     if best_state is not None:
@@ -66,22 +81,20 @@ def save(out: Path, network: str, model_state: dict, best_state: dict | None, op
         "config": config,
     }
     text = json.dumps(meta, allow_nan=False)
-    atomic_write(out / "checkpoint.safetensors", st_save(tensors, metadata={"netspec": text}))
+    _write_tensors(out / "checkpoint.safetensors", tensors, {"netspec": text})
     return meta
 
 
 def derive(out: Path, meta: dict, tensors: dict, keep: str) -> None:
     """Write weights.safetensors, last.safetensors and checkpoint.json from the checkpoint's content."""
-    from safetensors.torch import save as st_save
-
     last = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or last
     best_epoch = (meta.get("best") or {}).get("epoch", meta["epoch"])
     kept, kept_epoch = (best, best_epoch) if keep == "best" else (last, meta["epoch"])
     info = {"format": "pt", "network": meta.get("network", ""), "epoch": str(kept_epoch)}
     if keep == "best":
-        atomic_write(out / "last.safetensors", st_save(last, metadata={**info, "epoch": str(meta["epoch"])}))
-    atomic_write(out / "weights.safetensors", st_save(kept, metadata=info))
+        _write_tensors(out / "last.safetensors", last, {**info, "epoch": str(meta["epoch"])})
+    _write_tensors(out / "weights.safetensors", kept, info)
     atomic_write(out / "checkpoint.json", json_bytes(meta))
 
 
@@ -208,4 +221,4 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([tensor(s) for s in saved])
 
 
-__all__ = ["FORMAT", "cpu_state", "derive", "non_finite", "read", "restore", "save"]
+__all__ = ["FORMAT", "cpu_state", "cpu_view", "derive", "non_finite", "read", "restore", "save"]

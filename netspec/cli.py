@@ -250,6 +250,8 @@ def compile_(spec, network, sets, out, weights, opset, seed, optimize, float16, 
               help="Override the optimizer's learning rate (also when resuming: the new lr is used).")
 @click.option("--seed", type=int, help="Override the train block's seed.")
 @click.option("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (overrides the train block).")
+@click.option("--threads", type=click.IntRange(1, 1024),
+              help="CPU threads for torch (default: chosen from the model's size, up to the cores).")
 @click.option("--out", "-o", "out_dir", metavar="DIR",
               help="Run folder (default runs/NETWORK, or runs/NETWORK-2, -3, ... when taken).")
 @click.option("--resume", is_flag=True, help="Continue the run in DIR from its checkpoint.")
@@ -261,8 +263,8 @@ def compile_(spec, network, sets, out, weights, opset, seed, optimize, float16, 
 @click.option("--tensorboard", is_flag=True, help="Also log the metrics for TensorBoard in DIR/tensorboard.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar (on a terminal).")
 @user_errors
-def train(spec, network, sets, data, epochs, batch_size, lr, seed, device, out_dir, resume, force, init,
-          tensorboard, progress):
+def train(spec, network, sets, data, epochs, batch_size, lr, seed, device, threads, out_dir, resume, force,
+          init, tensorboard, progress):
     """Train a spec on a dataset into a run folder: weights, checkpoint, metrics, curves and run.json."""
     import shlex
     import warnings
@@ -279,7 +281,7 @@ def train(spec, network, sets, data, epochs, batch_size, lr, seed, device, out_d
         f"warning: {category.__name__}: {message}")
     try:
         metrics = run_training(s, data=data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr,
-                               seed=seed, resume=resume, force=force, device=device, tensorboard=tensorboard,
+                               seed=seed, resume=resume, force=force, device=device, threads=threads, tensorboard=tensorboard,
                                init=init, progress=progress, log=report.info, sets=params,
                                command=["netspec", *sys.argv[1:]])
     except Interrupted as e:

@@ -65,6 +65,29 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """A temporary path beside `path` to write to; renamed over `path` when the block succeeds.
+
+    For writers that stream to a file themselves (safetensors' save_file), so that a big
+    checkpoint is not first built as one more copy in memory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def finite_or_none(obj):
     """`obj` with every NaN and infinity replaced by None, so strict JSON readers accept it."""
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -113,11 +136,16 @@ def default_folder(network: str, resume: bool, root: Path = Path("runs")) -> Pat
         k += 1
     if resume:
         return taken[-1] if taken else base
-    if not taken and not (base.exists() and any(base.iterdir())):
+    if not taken and not _occupied(base):
         return base
-    while (root / f"{network}-{k}").exists() and any((root / f"{network}-{k}").iterdir()):
+    while _occupied(root / f"{network}-{k}"):
         k += 1
     return root / f"{network}-{k}"
+
+
+def _occupied(folder: Path) -> bool:
+    """A folder that exists and holds something besides a lock file."""
+    return folder.exists() and any(p.name != LOCK for p in folder.iterdir())
 
 
 def check_out(folder: Path, resume: bool, force: bool) -> None:
@@ -162,10 +190,12 @@ class Lock:
         self.path = self.folder / LOCK
         self.fd: int | None = None
         self.stale: str | None = None  # what a dead holder's lock file said
+        self.created = False  # whether acquiring made the folder
 
     def acquire(self) -> "Lock":
         import fcntl
         try:
+            self.created = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
@@ -198,6 +228,11 @@ class Lock:
             return
         with contextlib.suppress(OSError):
             os.ftruncate(self.fd, 0)  # a clean exit leaves no holder to report
+            if not holds_run(self.folder):
+                # A run that failed before writing anything leaves no trace, not even its folder.
+                self.path.unlink()
+                if self.created:
+                    self.folder.rmdir()
         os.close(self.fd)  # closing releases the flock
         self.fd = None
 
@@ -290,6 +325,6 @@ def read_run(folder: Path) -> dict:
     return run
 
 
-__all__ = ["FORMAT", "RUN_JSON", "Lock", "atomic_write", "check_out", "default_folder", "describe",
+__all__ = ["FORMAT", "RUN_JSON", "Lock", "atomic_path", "atomic_write", "check_out", "default_folder", "describe",
            "finite_or_none", "holds_run", "is_run_folder", "json_bytes", "read_run",
            "remove_stale_temps", "spec_record", "versions", "write_failed", "write_run"]

@@ -25,7 +25,8 @@ from . import checkpoint, runfolder
 from .data import Augmented
 from .errors import DataProblem, ParamProblem
 from .runlog import RunLog, read_rows
-from .trainconfig import TrainConfig, build_optimizer, build_scheduler, config_dict, with_overrides
+from .trainconfig import (TrainConfig, build_optimizer, build_scheduler, config_dict, cpu_threads,
+                          with_overrides)
 from .trainsetup import (apply_freeze, check_classes, describe_settings, input_record, load_data,
                          outputs_of_classes)
 
@@ -42,7 +43,7 @@ class Interrupted(KeyboardInterrupt):
 
 def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, seed=None,
           resume=False, progress=True, log=print, force=False, device=None, tensorboard=False,
-          init=None, sets=None, command=None) -> dict:
+          init=None, sets=None, command=None, threads=None) -> dict:
     """Train `spec` on `data` (None: the built-in digits); return the last epoch's metrics.
 
     `out_dir` None picks `runs/NETWORK` (then `-2`, `-3`, ...). A folder holding a run is refused
@@ -55,12 +56,13 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
     from .augment import batch_generator
 
     cfg = with_overrides(spec.train_config, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         device=device)
+                         device=device, threads=threads)
     out = Path(out_dir) if out_dir else runfolder.default_folder(spec.name, resume)
     runfolder.check_out(out, resume, force)
     dist = _Distributed()
     lock = runfolder.Lock(out) if dist.rank == 0 else None
     say = log if dist.rank == 0 else _quiet
+    old_threads = torch.get_num_threads()
     try:
         if lock is not None:
             lock.acquire()
@@ -70,6 +72,9 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
             if removed:
                 say(f"note: removed {len(removed)} temporary file(s) left by a killed process: {', '.join(removed[:4])}")
         torch_device = _device(cfg, dist)
+        if torch_device.type == "cpu":
+            macs = sum(r["flops"] for r in spec.rows)
+            torch.set_num_threads(cpu_threads(cfg, macs, max(1, old_threads // dist.world)))
         use_amp = cfg.amp and torch_device.type == "cuda"
         if cfg.amp and not use_amp:
             say("note: amp needs a CUDA device; training in float32")
@@ -111,7 +116,10 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
                 say("note: settings changed since the checkpoint; this run uses the new ones: " + changed)
             if lock is not None:
                 # The derived files follow the one true checkpoint, whatever a kill interrupted.
-                checkpoint.derive(out, meta, tensors, cfg.keep)
+                try:
+                    checkpoint.derive(out, meta, tensors, cfg.keep)
+                except OSError as e:
+                    raise runfolder.write_failed(Path(e.filename or out), e, "the checkpoint is intact") from None
                 rows = [r for r in read_rows(out / "metrics.jsonl") if r.get("epoch", 0) <= state["epoch"]]
             del tensors
             say(f"resuming from epoch {state['epoch']} in '{out}'")
@@ -224,6 +232,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
         dist.barrier()
         return {**(metrics or {}), "out_dir": str(out), "best": state["best"]}
     finally:
+        torch.set_num_threads(old_threads)
         if lock is not None:
             lock.release()
         dist.close()
@@ -315,7 +324,7 @@ def _write(out: Path, runlog: RunLog, run: dict, state: dict, due: bool, model, 
         runlog.write()
         if due:
             keep_best = cfg.keep == "best" and state["best"] is not None and state["best"]["epoch"] != state["epoch"]
-            model_state = checkpoint.cpu_state(model)
+            model_state = checkpoint.cpu_view(model)  # written at once: no copy needed
             meta = checkpoint.save(out, network, model_state, best_state if keep_best else None, optimizer,
                                    scheduler, scaler, config_dict(cfg), state)
             tensors = {f"model.{k}": v for k, v in model_state.items()}

@@ -231,6 +231,7 @@ class TrainConfig(_Frozen):
     grad_clip: Annotated[Num | None, _range(0, lo_open=True)] = None  # max global grad norm; None: no clipping
     num_workers: Annotated[Whole, _range(0, 256)] = 0  # DataLoader worker processes
     device: Annotated[str, AfterValidator(_device)] = "auto"  # "auto" picks cuda when present
+    threads: Annotated[Whole | None, _range(1, 1024)] = None  # CPU threads for torch; None: chosen from the model's size
     amp: bool = False  # float16 autocast with loss scaling; only takes effect on cuda
     checkpoint_every: Annotated[Whole, _range(1)] = 1  # epochs between checkpoints (the last is always saved)
     early_stopping_patience: Annotated[Whole | None, _range(1)] = None  # epochs without improvement before stopping
@@ -251,10 +252,10 @@ def config_dict(cfg: TrainConfig, mode: str = "json") -> dict:
 
 
 def with_overrides(cfg: TrainConfig, epochs=None, batch_size=None, lr=None, seed=None,
-                   device=None) -> TrainConfig:
+                   device=None, threads=None) -> TrainConfig:
     """Apply command-line flags on top of the spec's train block, revalidating them."""
     d = config_dict(cfg, "python")
-    flags = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device}
+    flags = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device, "threads": threads}
     d.update({k: v for k, v in flags.items() if v is not None})
     if lr is not None:
         d["optimizer"] = {**d["optimizer"], "lr": lr}
@@ -267,6 +268,20 @@ def with_overrides(cfg: TrainConfig, epochs=None, batch_size=None, lr=None, seed
 
 
 # ---------------------------------------------------------------- builders (torch inside)
+
+WORK_PER_THREAD = 25e6  # multiply-accumulates per batch that make one more CPU thread pay for itself
+
+
+def cpu_threads(cfg: TrainConfig, macs_per_item: int, cores: int) -> int:
+    """The CPU thread count: the setting, else one per WORK_PER_THREAD of a batch's work, up to the cores.
+
+    A small network is faster on one thread than on many (the threads' handoffs cost more than
+    its arithmetic), and a machine shared by several jobs is not oversubscribed by tiny ones.
+    """
+    if cfg.threads is not None:
+        return cfg.threads
+    return max(1, min(cores, int(macs_per_item * cfg.batch_size // WORK_PER_THREAD)))
+
 
 def build_optimizer(cfg: TrainConfig, params):
     import torch
@@ -321,5 +336,5 @@ def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
         optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch))
 
 
-__all__ = ["TrainConfig", "config_dict", "with_overrides", "build_optimizer", "build_scheduler", "lr_factor",
+__all__ = ["TrainConfig", "config_dict", "cpu_threads", "with_overrides", "build_optimizer", "build_scheduler", "lr_factor",
            "OPTIMIZERS", "SCHEDULES"] + list(OPTIMIZERS) + list(SCHEDULES)

@@ -150,6 +150,11 @@ def input_record(spec, data) -> dict:
             "mean": None, "std": None}
 
 
+def _threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
 def describe_settings(spec, cfg, device, info: dict, n_params: int, n_train: int, out) -> str:
     """The effective settings, once, at the start of a run."""
     def call(obj) -> str:
@@ -161,7 +166,9 @@ def describe_settings(spec, cfg, device, info: dict, n_params: int, n_train: int
 
     lines = [f"training {spec.name} into {out}",
              f"  optimizer {call(cfg.optimizer)}, schedule {call(cfg.schedule)}, {cfg.epochs} epochs, "
-             f"batch {cfg.batch_size}, seed {cfg.seed}, device {device}",
+             f"batch {cfg.batch_size}, seed {cfg.seed}, device {device}"
+             + (f" ({_threads()} threads{'' if cfg.threads else ', chosen from the model size'})"
+                if device.type == "cpu" else ""),
              f"  data {info['source']}: {info['train_size']:,} train, {info['val_size']:,} val"
              + (f", {len(info['classes'])} classes ({show_classes(info['classes'])})" if info.get("classes") else ""),
              f"  parameters {n_params:,}" + (f" ({n_train:,} train, {n_params - n_train:,} frozen)"

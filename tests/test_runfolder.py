@@ -296,3 +296,13 @@ def test_full_disk_during_training_is_a_user_error_and_keeps_the_checkpoint(tmp_
         assert not [p for p in (small / "run").iterdir() if p.name.endswith(".tmp")]
     finally:
         _umount(small)
+
+
+def test_a_run_that_fails_at_start_leaves_no_folder(tiny, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2,3\n")
+    r = run("train", tiny, "--data", bad, "--out", tmp_path / "new" / "run")
+    assert r.exit_code == 1
+    assert not (tmp_path / "new" / "run").exists()
+    r = run("train", tiny, "--data", bad, cwd=tmp_path)
+    assert r.exit_code == 1 and not (tmp_path / "runs" / "Tiny").exists()
