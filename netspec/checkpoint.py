@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +38,21 @@ def cpu_view(module) -> dict:
 
 def _write_tensors(path: Path, tensors: dict, metadata: dict) -> None:
     """Stream tensors into `path` atomically: no serialized copy of the whole file in memory."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
     with atomic_path(path) as tmp:
         try:
-            save_file(tensors, str(tmp), metadata=metadata)
-        except RuntimeError:
-            # Tensors sharing memory (tied weights) must be written as copies.
-            save_file({k: v.clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            try:
+                save_file(tensors, str(tmp), metadata=metadata)
+            except RuntimeError:
+                # Tensors sharing memory (tied weights) must be written as copies.
+                save_file({k: v.clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        except SafetensorError as e:
+            # safetensors reports a full disk in its own words ("... (os error 28)"): make it an OSError.
+            code = re.search(r"os error (\d+)", str(e))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
 
 
 def non_finite(state: dict) -> list[str]:

@@ -276,14 +276,15 @@ def train(spec, network, sets, data, epochs, batch_size, lr, seed, device, threa
     run = s.graph.graph.get("run")
     if run is not None:  # `netspec train RUN --resume`: the run's spec, --set values and folder
         out_dir, params = out_dir or spec, run["sets"]
-    # A library's warning is one line here, not a quoted source line of netspec's.
-    warnings.showwarning = lambda message, category, *_a, **_k: report.note(
-        f"warning: {category.__name__}: {message}")
     try:
-        metrics = run_training(s, data=data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr,
-                               seed=seed, resume=resume, force=force, device=device, threads=threads, tensorboard=tensorboard,
-                               init=init, progress=progress, log=report.info, sets=params,
-                               command=["netspec", *sys.argv[1:]])
+        with warnings.catch_warnings():
+            # A library's warning is one line here, not a quoted source line of netspec's.
+            warnings.showwarning = lambda message, category, *_a, **_k: report.note(
+                f"warning: {category.__name__}: {message}")
+            metrics = run_training(s, data=data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   seed=seed, resume=resume, force=force, device=device, threads=threads,
+                                   tensorboard=tensorboard, init=init, progress=progress, log=report.info,
+                                   sets=params, command=["netspec", *sys.argv[1:]])
     except Interrupted as e:
         again = [a for a in sys.argv[1:] if a != "--force"]
         if not any(a in ("--out", "-o") or a.startswith("--out=") for a in again):

@@ -38,6 +38,12 @@ train {
 """
 
 
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a run without --out goes to runs/ here, not into the repository
+
+
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
