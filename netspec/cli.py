@@ -315,7 +315,9 @@ def evaluate(spec, model, network, sets, data, split, provider, batch_size):
     s = _load(spec, network, sets)
     run = s.graph.graph.get("run")
     if data is None and run is not None:
-        data = (run.get("data") or {}).get("source")  # the run's own data, split as it was trained
+        # The run's own data, split as it was trained (found from any folder: its absolute path).
+        record = run.get("data") or {}
+        data = record.get("path") if record.get("path") and Path(record["path"]).exists() else record.get("source")
     result = evaluate_onnx(s, model, data=data, split=split, provider=provider, batch_size=batch_size)
     report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}, "
                 f"on {result['provider']} in {result['seconds']:.2f} s")

@@ -90,9 +90,19 @@ def test_three_class_folders_for_a_two_class_spec(tmp_path):
     _user_error(r, f"{spec}:5:5: error: {data} has 3 classes (cat, dog, fox) but logits has 2 outputs: "
                    "add `--set classes=3`")
     assert "epoch 1" not in r.output and not (tmp_path / "run" / "metrics.jsonl").exists()
-    r = run("train", spec, "--data", data, "--set", "classes=3", "--out", tmp_path / "run")
+    r = run("train", spec, "--data", "photos", "--set", "classes=3", "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["classes"] == ["cat", "dog", "fox"]
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert rec["classes"] == ["cat", "dog", "fox"] and rec["data"]["source"] == "photos"
+    assert rec["input"]["layout"] == "NCHW" and (rec["input"]["channels"], rec["input"]["height"]) == (3, 8)
+    # The run folder alone evaluates on its own split, from another folder too.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.chdir(elsewhere)
+    assert run("compile", tmp_path / "run", "-o", "m.onnx").exit_code == 0
+    r = run("evaluate", tmp_path / "run", "m.onnx")
+    assert r.exit_code == 0, r.output
+    assert f"{rec['data']['val_size']} items (val split)" in r.output
 
 
 def test_the_fix_is_offered_only_when_it_works(tmp_path):
