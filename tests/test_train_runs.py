@@ -381,3 +381,20 @@ def test_example_with_every_option(tmp_path):
     assert "ONNX Runtime accuracy" in r.stdout and (tmp_path / "cats.onnx").stat().st_size > 1000
     r = _example("--onnx", tmp_path / "no" / "such" / "m.onnx", "--epochs", "1", cwd=tmp_path)
     assert r.returncode == 1 and "cannot write --onnx" in r.stderr
+
+
+def test_library_warnings_are_one_line(tmp_path, tiny, monkeypatch):
+    import warnings
+
+    from netspec import train as train_mod
+    real = train_mod._describe
+
+    def warn(m, epochs, state):
+        warnings.warn("a library has something to say", UserWarning)
+        return real(m, epochs, state)
+
+    monkeypatch.setattr(train_mod, "_describe", warn)
+    r = run("train", tiny, "--epochs", "1", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert "warning: UserWarning: a library has something to say" in r.output
+    assert "warnings.warn(" not in r.output  # no quoted source line
