@@ -100,7 +100,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
                                              pin_memory=torch_device.type == "cuda")
         scheduler = build_scheduler(cfg, optimizer, len(loader))
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        state = {"epoch": 0, "best": None, "bad_epochs": 0}
+        state = {"epoch": 0, "best": None, "bad_epochs": 0, "saved": 0}
         best_state = None
         rows: list[dict] = []
         ckpt = out / "checkpoint.safetensors"
@@ -108,7 +108,8 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
             meta, tensors = checkpoint.read(ckpt)
             _check_resumable(meta, cfg, ckpt)
             best_state = checkpoint.restore(ckpt, meta, tensors, model, optimizer, scheduler, scaler, spec.name)
-            state = {"epoch": int(meta["epoch"]), "best": meta["best"], "bad_epochs": int(meta["bad_epochs"])}
+            state = {"epoch": int(meta["epoch"]), "best": meta["best"], "bad_epochs": int(meta["bad_epochs"]),
+                     "saved": int(meta["epoch"])}
             if best_state is None and state["best"] is not None and cfg.keep == "best":
                 best_state = checkpoint.cpu_state(model)  # the saved epoch is the best one
             changed = _changed(meta["config"], cfg)
@@ -150,6 +151,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
         metrics = rows[-1] if rows else None
         started = time.perf_counter()
         stopped_early = False
+        epoch = state["epoch"]
         try:
             for epoch in range(state["epoch"], cfg.epochs):
                 start = time.perf_counter()
@@ -221,8 +223,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
                     say(f"early stopping: {cfg.monitor} has not improved for {state['bad_epochs']} epochs")
                     break
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted during epoch {state['epoch'] + 1}; "
-                              + _kept(state), out) from None
+            raise Interrupted(f"interrupted during epoch {epoch + 1}; " + _kept(state), out) from None
         finally:
             runlog.close()
         if best_state is not None and cfg.keep == "best":
@@ -273,9 +274,9 @@ def _quiet(*_):
 # ---------------------------------------------------------------- run state and files
 
 def _kept(state: dict) -> str:
-    if state["epoch"] == 0:
+    if not state["saved"]:
         return "no epoch was saved"
-    return f"the checkpoint of epoch {state['epoch']} or earlier is kept, and `--resume` continues from it"
+    return f"the checkpoint of epoch {state['saved']} is kept, and `--resume` continues from it"
 
 
 def _track_best(state: dict, metrics: dict, cfg: TrainConfig) -> bool:
@@ -331,13 +332,13 @@ def _write(out: Path, runlog: RunLog, run: dict, state: dict, due: bool, model, 
             if keep_best:
                 tensors.update({f"best.{k}": v for k, v in best_state.items()})
             checkpoint.derive(out, meta, tensors, cfg.keep)
-            run["saved_epoch"] = state["epoch"]
+            state["saved"] = state["epoch"]
         run["best"] = state["best"]
         if run["spec"]["text"] is not None:
             atomic_write(out / runfolder.SPEC_COPY, run["spec"]["text"].encode("utf-8"))
         runfolder.write_run(out, run)
     except OSError as e:
-        saved = run.get("saved_epoch")
+        saved = state["saved"]
         raise runfolder.write_failed(
             Path(e.filename) if e.filename else out, e,
             f"the checkpoint of epoch {saved} is intact" if saved else "no epoch was saved") from None

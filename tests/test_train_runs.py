@@ -168,7 +168,7 @@ def test_ctrl_c_says_how_to_continue(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["netspec", "train", str(tiny), "--out", str(tmp_path / "run")])
     r = run("train", tiny, "--out", tmp_path / "run")
     assert r.exit_code == 130
-    assert "error: interrupted during epoch 3; the checkpoint of epoch 2 or earlier is kept" in r.output
+    assert "error: interrupted during epoch 2; the checkpoint of epoch 1 is kept" in r.output
     assert f"hint: `netspec train {tiny} --out {tmp_path / 'run'} --resume` continues the run" in r.output
 
 
