@@ -322,3 +322,49 @@ def evaluate(spec, model, network, sets, data, split, provider, batch_size):
     report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}, "
                 f"on {result['provider']} in {result['seconds']:.2f} s")
 
+
+@main.group()
+def weights():
+    """Bring weights from elsewhere into a spec's layout."""
+
+
+@weights.command(name="import")
+@click.argument("source", metavar="SRC")
+@click.option("--spec", "spec", required=True, metavar="FILE[:NETWORK]", help="The spec whose layers receive the weights.")
+@_network_option
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the .safetensors file (usable by `compile --weights` and `train --init`).")
+@click.option("--strict/--lenient", default=True, show_default=True,
+              help="Strict: every layer must match. Lenient: layers that match nothing (a new head) are "
+                   "freshly initialised and listed.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the layers left fresh (--lenient).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@user_errors
+def import_(source, spec, network, sets, out, strict, seed, force):
+    """Map a PyTorch state dict (.pth/.pt, .safetensors or a run folder) onto a spec's layers.
+
+    Layers are matched by structure (kind and shape, in graph order), not by name, so a state dict
+    laid out as torchvision's ResNet, VGG, MobileNetV2, GoogLeNet or ViT maps onto the zoo's networks.
+    """
+    from .transfer import import_state_dict, init_arrays
+    from .weights import init_weights, save_safetensors
+    target = Path(out)
+    if target.suffix != ".safetensors":
+        raise DataProblem(f"the output {out} should end in .safetensors", hint=f"write -o {target.with_suffix('.safetensors')}")
+    if not target.parent.is_dir():
+        raise DataProblem(f"cannot write {out}: the folder '{target.parent}' does not exist",
+                          hint="create it first, or give another -o path")
+    if target.exists() and Path(source).exists() and target.resolve() == Path(source).resolve():
+        raise DataProblem(f"the output {out} is the source file", hint="write the imported weights elsewhere")
+    if target.exists() and not force:
+        raise DataProblem(f"{out} already exists", hint="--force replaces it, or give another -o path")
+    s = _load(spec, network, sets)
+    if strict:
+        arrays, fresh = import_state_dict(s, source, log=report.info), []
+    else:
+        arrays, fresh = init_arrays(s, source, log=report.info)
+        drawn = init_weights(s.graph, seed=seed)
+        arrays = {k: arrays.get(k, v) for k, v in drawn.items()}
+    save_safetensors(arrays, target)
+    extra = f"; {len(fresh)} layer{'s' if len(fresh) != 1 else ''} freshly initialised (seed {seed})" if fresh else ""
+    report.info(f"wrote {out}: {len(arrays)} tensors of {s.name}, {s.parameters:,} parameters{extra}")

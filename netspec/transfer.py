@@ -16,13 +16,12 @@ naming both sides; the lenient import for fine-tuning leaves those layers freshl
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .errors import DataProblem
+from .state_dicts import read_state_dict
 from .weights import check_weights, layer_weights, weight_specs
 
 BATCHNORM_STATS = ("weight", "bias", "running_mean", "running_var")
@@ -56,79 +55,7 @@ class Match:
     fresh: list[Unit]  # the spec's layers nothing matched
     unused: list[Unit]  # the source's modules nothing took
     reordered: int  # pairs placed by signature after the in-order alignment
-
-
-# ---- reading a source --------------------------------------------------------------------------
-
-def read_state_dict(source: str) -> tuple[dict[str, np.ndarray], bool, str]:
-    """The source's tensors as numpy arrays, whether their order is the module order, and a label.
-
-    A folder is a netspec run folder (its weights.safetensors); `.safetensors` is read as is;
-    anything else goes through `torch.load(weights_only=True)`, which never runs pickled code.
-    """
-    path = Path(source)
-    if path.is_dir():
-        inner = path / "weights.safetensors"
-        if not inner.is_file():
-            raise DataProblem(f"{source} is a folder without weights.safetensors",
-                              hint="give a run folder of `netspec train`, a .safetensors or a .pth file")
-        path = inner
-    if not path.is_file():
-        raise DataProblem(f"weights file {source} does not exist")
-    if path.suffix == ".safetensors":
-        # safetensors sorts its tensors by name, so the module order is gone.
-        return _read_safetensors(path), False, str(path)
-    return _read_torch(path), True, str(path)
-
-
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    try:
-        from safetensors.torch import load_file
-        return {k: _numpy(t) for k, t in load_file(str(path)).items()}
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise DataProblem(f"cannot read weights file {path}: {e}", hint="is it a safetensors file?") from None
-
-
-def _read_torch(path: Path) -> dict[str, np.ndarray]:
-    import pickle
-
-    import torch
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataProblem(f"{path} holds more than tensors, and netspec never unpickles code: {first}",
-                          hint="save the weights alone: torch.save(model.state_dict(), 'model.pth')") from None
-    except Exception as e:
-        raise DataProblem(f"cannot read {path} as a PyTorch state dict: {type(e).__name__}: {e}",
-                          hint="netspec reads .pth/.pt state dicts, .safetensors files and run folders") from None
-    state = _state_dict_in(obj)
-    if state is None:
-        raise DataProblem(f"{path} holds no state dict (a dict of tensor names to tensors)",
-                          hint="save it with torch.save(model.state_dict(), 'model.pth')")
-    return {k: _numpy(t) for k, t in state.items()}
-
-
-def _state_dict_in(obj):
-    """The dict of tensors in a loaded file: the file itself, or a training checkpoint's entry."""
-    import torch
-    if not isinstance(obj, dict):
-        return None
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and len(tensors) == len(obj):
-        return obj
-    for key in ("state_dict", "model_state_dict", "model", "net", "module"):
-        inner = _state_dict_in(obj.get(key))
-        if inner is not None:
-            return inner
-    return None
-
-
-def _numpy(t) -> np.ndarray:
-    t = t.detach().cpu()
-    if t.is_floating_point():
-        t = t.float()  # bfloat16 and float16 have no exact numpy twin, float32 holds both
-    return t.numpy().copy()
+    filled: int = 0  # BatchNorm modules given the num_batches_tracked they lack
 
 
 # ---- units -------------------------------------------------------------------------------------
@@ -143,9 +70,9 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def source_units(arrays: dict[str, np.ndarray], ordered: bool, layers: list[Unit]) -> list[Unit]:
+def source_units(shapes: dict[str, tuple[int, ...]], ordered: bool, layers: list[Unit]) -> list[Unit]:
     """The source's modules, in state-dict order (or natural key order when the file lost it)."""
-    keys = list(arrays) if ordered else sorted(arrays, key=_natural)
+    keys = list(shapes) if ordered else sorted(shapes, key=_natural)
     groups: dict[str, dict[str, str]] = {}
     for key in keys:
         prefix, _, local = key.rpartition(".")
@@ -170,14 +97,13 @@ def source_units(arrays: dict[str, np.ndarray], ordered: bool, layers: list[Unit
     for prefix, locals_ in groups.items():
         # A module's own parameter (`class_token`, `encoder.pos_embedding`) is named in full.
         lone = len(locals_) == 1 and next(iter(locals_)) not in ("weight", "bias")
-        name = next(iter(locals_.values())) if lone or not prefix else prefix
-        shapes = {local: tuple(arrays[key].shape) for local, key in locals_.items()}
-        units.append(Unit(name, shapes, dict(locals_)))
+        name = next(iter(locals_.values())) if lone else prefix or "(top level)"
+        units.append(Unit(name, {local: tuple(shapes[key]) for local, key in locals_.items()}, dict(locals_)))
     return units
 
 
 def _natural(key: str):
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.]", key)]
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in key.split(".")]
 
 
 def _with_batch_count(units: list[Unit], layers: list[Unit]) -> int:
@@ -231,6 +157,16 @@ def match_units(sources: list[Unit], layers: list[Unit], ordered: bool = True) -
 
 # ---- the public API ----------------------------------------------------------------------------
 
+def plan(spec, shapes: dict[str, tuple[int, ...]], ordered: bool = True) -> Match:
+    """How a state dict of these key shapes (in module order unless `ordered` is false) maps onto `spec`."""
+    layers = spec_units(spec.graph)
+    sources = source_units(shapes, ordered, layers)
+    filled = _with_batch_count(sources, layers)
+    m = match_units(sources, layers, ordered)
+    m.filled = filled
+    return m
+
+
 def import_state_dict(spec, source: str, log=print) -> dict[str, np.ndarray]:
     """Every weight of `spec` from `source`, matched by structure; refuse what does not line up."""
     arrays, fresh = _import(spec, source, log, strict=True)
@@ -254,11 +190,9 @@ def _import(spec, source: str, log, strict: bool) -> tuple[dict[str, np.ndarray]
     layers = spec_units(g)
     if set(arrays) == set(specs):
         return _by_name(arrays, specs, layers, label, log, strict)
-    sources = source_units(arrays, ordered, layers)
-    filled = _with_batch_count(sources, layers)
-    m = match_units(sources, layers, ordered)
+    m = plan(spec, {k: tuple(v.shape) for k, v in arrays.items()}, ordered)
     if strict and (m.fresh or m.unused):
-        raise _mismatch(m, label, len(sources), len(layers))
+        raise _mismatch(m, label, len(m.pairs) + len(m.unused), len(layers))
     if not m.pairs:
         raise DataProblem(f"no layer of {spec.name} matches a module of {label}",
                           hint="is it the weights of this architecture? compare `netspec check` with the file's keys")
@@ -276,8 +210,8 @@ def _import(spec, source: str, log, strict: bool) -> tuple[dict[str, np.ndarray]
             "kind and shape; check the mapping)")
     elif m.reordered:
         log(f"  ({m.reordered} placed by kind and shape where the source orders its modules otherwise)")
-    if filled:
-        log(f"  {filled} BatchNorm layers lack num_batches_tracked (saved before PyTorch 0.4.1): set to 0")
+    if m.filled:
+        log(f"  {m.filled} BatchNorm layers lack num_batches_tracked (saved before PyTorch 0.4.1): set to 0")
     _report_leftovers(m, log)
     return out, [u.name for u in m.fresh]
 
@@ -285,6 +219,7 @@ def _import(spec, source: str, log, strict: bool) -> tuple[dict[str, np.ndarray]
 def _by_name(arrays, specs, layers, label, log, strict):
     """A file with this spec's own layer names (a netspec run): load by name."""
     if strict:  # check_weights, run by the caller, names any tensor of the wrong shape
+        log(f"{label}: the spec's own layer names; all {len(layers)} layers loaded by name")
         return {k: np.asarray(arrays[k], dtype=specs[k].dtype) for k in specs}, []
     out, fresh = {}, []
     for u in layers:
@@ -309,14 +244,14 @@ def _report_leftovers(m: Match, log) -> None:
 
 
 def _mismatch(m: Match, label: str, n_src: int, n_dst: int) -> DataProblem:
-    lines = []
     if len(m.fresh) == len(m.unused):
-        for layer, src in zip(m.fresh, m.unused):
-            lines.append(f"layer {layer.describe()} vs {label}: {src.describe()}")
+        lines = [f"layer {layer.describe()} vs {label}: {src.describe()}"
+                 for layer, src in zip(m.fresh[:8], m.unused[:8])]
+        more = len(m.fresh) - len(lines)
     else:
-        lines += [f"layer {u.describe()} has no match in {label}" for u in m.fresh[:6]]
+        lines = [f"layer {u.describe()} has no match in {label}" for u in m.fresh[:6]]
         lines += [f"{label}: {u.describe()} has no layer in the spec" for u in m.unused[:6]]
-    more = len(m.fresh) + len(m.unused) - len(lines)
+        more = len(m.fresh) + len(m.unused) - len(lines)
     if more > 0:
         lines.append(f"... and {more} more")
     counts = f"{label} has {n_src} parameter-bearing modules, the spec {n_dst}"

@@ -353,10 +353,16 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
             if name.endswith("num_batches_tracked"):
                 t.fill_(int(torch.randint(1, 1000, (), generator=gen)))
             elif name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+                t.uniform_(0.5, 1.5, generator=gen)
             elif t.dim() >= 2 and not name.endswith(("class_token", "pos_embedding")):
-                fan_in = t[0].numel()
-                t.copy_(torch.randn(t.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
+                t.normal_(0.0, (1.0 / t[0].numel()) ** 0.5, generator=gen)
             else:
-                t.copy_(torch.randn(t.shape, generator=gen) * 0.1 + (1.0 if name.endswith(".weight") and t.dim() == 1 else 0.0))
+                t.normal_(1.0 if name.endswith(".weight") and t.dim() == 1 else 0.0, 0.1, generator=gen)
     return model.eval()
+
+
+def build(make, *args, seed: int = 0, **kwargs) -> nn.Module:
+    """`make(*args)` with random weights, skipping torch's default init (slow for big models)."""
+    with torch.device("meta"):
+        model = make(*args, **kwargs)
+    return randomize(model.to_empty(device="cpu"), seed)
