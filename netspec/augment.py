@@ -10,12 +10,13 @@ epoch, item index), so an item's augmentation does not depend on worker count, o
 from __future__ import annotations
 
 import math
+import operator
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainValidator,
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, PlainValidator,
                       ValidationError, ValidationInfo, model_validator)
 
-from .errors import ParamProblem, did_you_mean
+from .errors import DataProblem, ParamProblem, did_you_mean
 
 
 class _Frozen(BaseModel):
@@ -57,7 +58,7 @@ def _scalar(lo=None, hi=None, lo_open=False, hi_open=False):
             raise ValueError(f"{info.field_name} must be {_rule(lo, hi, lo_open, hi_open)}, got {v:g}")
         return v
 
-    return PlainValidator(check)
+    return BeforeValidator(check)
 
 
 def _pair(lo=None, hi=None, lo_open=False, hi_open=False, widen=None, shorthand=""):
@@ -80,7 +81,7 @@ def _pair(lo=None, hi=None, lo_open=False, hi_open=False, widen=None, shorthand=
             raise ValueError(f"{name} must be [min, max] with min <= max, got {_show(v)}")
         return (a, b)
 
-    return PlainValidator(check)
+    return BeforeValidator(check)
 
 
 def _fill(v, info: ValidationInfo):
@@ -117,7 +118,7 @@ def _choice(options: tuple[str, ...]):
                              + (f"; {hint}" if hint else ""))
         return v
 
-    return PlainValidator(check)
+    return BeforeValidator(check)
 
 
 Prob = Annotated[float, _scalar(0, 1)]
@@ -182,12 +183,17 @@ class RandomResizedCrop(_Frozen):
     p: Prob = 1.0  # chance the item is cropped
 
 
+Padding = Annotated[tuple[int, int, int, int], BeforeValidator(_padding)]
+PadMode = Annotated[str, _choice(("constant", "edge", "reflect", "symmetric"))]
+Interpolation = Annotated[str, _choice(("bilinear", "nearest"))]
+
+
 class RandomCrop(_Frozen):
     """torchvision's RandomCrop(size=input size, padding, fill, padding_mode)."""
     name: Literal["RandomCrop"] = "RandomCrop"
-    padding: Annotated[tuple[int, int, int, int], PlainValidator(_padding)] = (4, 4, 4, 4)  # pixels added on each side (left, top, right, bottom) before cropping back to the input's size
+    padding: Padding = (4, 4, 4, 4)  # pixels added on the left, top, right, bottom before cutting H x W
     fill: Fill = 0.0  # the padded pixels' value with padding_mode "constant", one or one per channel
-    padding_mode: Annotated[str, _choice(("constant", "edge", "reflect", "symmetric"))] = "constant"  # np.pad's and torchvision's modes
+    padding_mode: PadMode = "constant"  # np.pad's and torchvision's modes
     p: Prob = 1.0  # chance the item is shifted
 
 
@@ -207,7 +213,7 @@ class Rotation(_Frozen):
     """torchvision's RandomRotation about the image's centre, keeping its size."""
     name: Literal["Rotation"] = "Rotation"
     degrees: Degrees  # the angle, drawn uniformly, counter-clockwise; d means [-d, d]
-    interpolation: Annotated[str, _choice(("bilinear", "nearest"))] = "bilinear"  # how pixels between grid points are read
+    interpolation: Interpolation = "bilinear"  # how pixels between grid points are read
     fill: Fill = 0.0  # the value of pixels rotated in from outside the image
     p: Prob = 1.0  # chance the item is rotated
 
@@ -229,15 +235,6 @@ class ColorJitter(_Frozen):
         return self
 
 
-class RandomErasing(_Frozen):
-    """torchvision's RandomErasing (Zhong et al. 2017): blank out one rectangle."""
-    name: Literal["RandomErasing"] = "RandomErasing"
-    p: Prob = 0.5  # chance a rectangle is erased
-    scale: AreaShare = (0.02, 0.33)  # the rectangle's share of the image's area
-    ratio: Ratio = (0.3, 3.3)  # the rectangle's height / width, drawn log-uniformly
-    value: Annotated[Any, PlainValidator(_erase_value)] = 0.0  # a value in [0, 1], one per channel, or "random" (uniform noise)
-
-
 def _erase_value(v, info: ValidationInfo):
     if isinstance(v, str):
         if v != "random":
@@ -248,15 +245,24 @@ def _erase_value(v, info: ValidationInfo):
     return _fill(v, info)
 
 
+class RandomErasing(_Frozen):
+    """torchvision's RandomErasing (Zhong et al. 2017): blank out one rectangle."""
+    name: Literal["RandomErasing"] = "RandomErasing"
+    p: Prob = 0.5  # chance a rectangle is erased
+    scale: AreaShare = (0.02, 0.33)  # the rectangle's share of the image's area
+    ratio: Ratio = (0.3, 3.3)  # the rectangle's height / width, drawn log-uniformly
+    value: Annotated[Any, PlainValidator(_erase_value)] = 0.0  # in [0, 1], one per channel, or "random" noise
+
+
 class Mixup(_Frozen):
-    """torchvision's MixUp (Zhang et al. 2018): blend each item and its target with the next item's."""
+    """torchvision's MixUp (Zhang et al. 2018): blend each item and its target with the previous item's."""
     name: Literal["Mixup"] = "Mixup"
     alpha: Alpha = 1.0  # the blend weight is drawn from Beta(alpha, alpha) once per batch
     p: MixProb = None  # share of batches mixed this way; default 1, or 0.5 each beside CutMix
 
 
 class CutMix(_Frozen):
-    """torchvision's CutMix (Yun et al. 2019): paste a box of the next item, targets weighted by area."""
+    """torchvision's CutMix (Yun et al. 2019): paste a box of the previous item, targets weighted by area."""
     name: Literal["CutMix"] = "CutMix"
     alpha: Alpha = 1.0  # the kept area is drawn from Beta(alpha, alpha) once per batch
     p: MixProb = None  # share of batches mixed this way; default 1, or 0.5 each beside Mixup
@@ -309,9 +315,10 @@ def _item(v, i: int) -> tuple[str, BaseModel]:
             raise AugmentError(f"{name} has no setting '{field}'", (i, field),
                                hint=did_you_mean(field, settings) or f"{name}'s settings: {', '.join(settings)}")
         if err["type"] == "missing":
-            raise AugmentError(f"{name} needs {field}, e.g. {name}({field}=...)", (i,))
+            raise AugmentError(f"{name} needs {field}, e.g. {name}({field}=...)", (i, "name"))
         msg = err["msg"].removeprefix("Value error, ")
-        raise AugmentError(msg if msg.startswith(name) else f"{name}: {msg}", (i, field) if field else (i,)) from None
+        raise AugmentError(msg if msg.startswith(name) else f"{name}: {msg}",
+                           (i, field) if field else (i, "name")) from None
 
 
 class Augment(_Frozen):
@@ -345,12 +352,13 @@ class Augment(_Frozen):
             name, op = _item(item, i)
             field = FIELDS[name]
             if field in out:
-                raise AugmentError(f"{name} is given twice", (i,))
+                raise AugmentError(f"{name} is given twice", (i, "name"))
             # One fixed order, so that a spec that checks means what it says.
             order = list(OPS).index(name) if name not in BATCH_OPS else len(OPS)
             if rank and order < rank[-1][0]:
-                raise AugmentError(f"{name} must come before {rank[-1][1]}: augmentations run in the order "
-                                   f"{', '.join(OPS)} (Mixup and CutMix on whole batches)", (i,))
+                raise AugmentError(f"{name} must come before {rank[-1][1]}", (i, "name"),
+                                   hint=f"augmentations run in this order: {', '.join(list(OPS)[:7])}, "
+                                        "then Mixup or CutMix on whole batches")
             rank.append((order, name))
             out[field] = op
         return _mix_shares(out)
@@ -376,8 +384,20 @@ class Augment(_Frozen):
         ops = [op for _, op in self if op is not None]
         if not ops:
             return "none"
-        return ", ".join(f"{op.name}(" + ", ".join(f"{k}={_show(v)}" for k, v in op if k != "name") + ")"
+        return ", ".join(f"{op.name}(" + ", ".join(f"{k}={_show(v)}" for k, v in _settings(op)) + ")"
                          for op in ops)
+
+
+def _settings(op) -> list[tuple[str, Any]]:
+    """An op's settings for a log line: ColorJitter's unused adjustments left out, even padding as one number."""
+    out = []
+    for k, v in op:
+        if k == "name" or (isinstance(op, ColorJitter) and k != "p" and v == ColorJitter.model_fields[k].default):
+            continue
+        if k == "padding" and len(set(v)) == 1:
+            v = v[0]
+        out.append((k, v))
+    return out
 
 
 def _mix_shares(out: dict) -> dict:
@@ -456,9 +476,16 @@ def _generator(*key: int):
     import numpy as np
     import torch
 
-    if any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in key):
-        raise ValueError(f"seed, epoch and index must be whole numbers >= 0, got {key}")
-    hi, lo = np.random.SeedSequence(list(key)).generate_state(2, dtype=np.uint32)
+    whole = []
+    for k in key:
+        try:  # numpy and torch integers too, as samplers hand them out
+            k = None if isinstance(k, bool) else operator.index(k)
+        except TypeError:
+            k = None
+        if k is None or k < 0:
+            raise ValueError(f"seed, epoch and index must be whole numbers >= 0, got {key[:-1]}")
+        whole.append(k)
+    hi, lo = np.random.SeedSequence(whole).generate_state(2, dtype=np.uint32)
     g = torch.Generator()
     g.manual_seed((int(hi) << 32) | int(lo))
     return g
@@ -542,15 +569,15 @@ def cutmix_box(h: int, w: int, lam: float, g) -> tuple[int, int, int, int]:
 def _channels(value, c: int, like):
     import torch
 
-    v = torch.as_tensor(value if isinstance(value, tuple) else (value,), dtype=like.dtype)
+    v = torch.as_tensor(value if isinstance(value, tuple) else (value,), dtype=like.dtype, device=like.device)
     return v.reshape(-1, 1, 1).expand(c, 1, 1)
 
 
-def _pad_index(n: int, start: int, length: int, mode: str):
+def _pad_index(n: int, start: int, length: int, mode: str, device=None):
     """Source indices of positions start..start+length-1 of a padded axis of size n (np.pad's modes); -1 is outside."""
     import torch
 
-    i = torch.arange(start, start + length)
+    i = torch.arange(start, start + length, device=device)
     if mode == "constant":
         return torch.where((i >= 0) & (i < n), i, -1)
     if mode == "edge" or n == 1:
@@ -568,8 +595,8 @@ def random_crop(x, op: RandomCrop, g):
     c, h, w = x.shape
     left, top, right, bottom = op.padding
     i, j = randint(g, top + bottom + 1), randint(g, left + right + 1)
-    rows = _pad_index(h, i - top, h, op.padding_mode)
-    cols = _pad_index(w, j - left, w, op.padding_mode)
+    rows = _pad_index(h, i - top, h, op.padding_mode, x.device)
+    cols = _pad_index(w, j - left, w, op.padding_mode, x.device)
     out = x[:, rows.clamp(min=0)][:, :, cols.clamp(min=0)]
     if op.padding_mode == "constant":
         outside = (rows < 0)[:, None] | (cols < 0)[None, :]
@@ -583,8 +610,8 @@ def resized_crop(x, op: RandomResizedCrop, g):
     c, h, w = x.shape
     top, left, ch, cw = resized_crop_box(h, w, op.scale, op.ratio, g)
     crop = x[None, :, top:top + ch, left:left + cw]
-    # antialias, as torchvision and PIL do when shrinking
-    return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0]
+    # The crop is never larger than the image, so this only enlarges: no antialiasing to choose.
+    return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
 
 
 def rotate(x, op: Rotation, g):
@@ -594,18 +621,19 @@ def rotate(x, op: Rotation, g):
     c, h, w = x.shape
     theta = math.radians(uniform(g, *op.degrees))
     cos, sin = math.cos(theta), math.sin(theta)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=x.device),
+                            torch.arange(w, dtype=torch.float64, device=x.device), indexing="ij")
     dx, dy = xs - (w - 1) / 2, ys - (h - 1) / 2
     # Output pixel -> source pixel: the inverse of a counter-clockwise turn (y points down).
     sx = cos * dx - sin * dy + (w - 1) / 2
     sy = sin * dx + cos * dy + (h - 1) / 2
-    grid = torch.stack(((2 * sx + 1) / w - 1, (2 * sy + 1) / h - 1), dim=-1)[None]
-    src = torch.cat((x.double(), torch.ones(1, h, w, dtype=torch.float64)))[None]
+    grid = torch.stack(((2 * sx + 1) / w - 1, (2 * sy + 1) / h - 1), dim=-1)[None].to(x.dtype)
+    if op.fill == 0:  # grid_sample's zero padding is the fill
+        return F.grid_sample(x[None], grid, mode=op.interpolation, padding_mode="zeros", align_corners=False)[0]
+    # A ones channel says how much of each output pixel came from inside the image; the rest is fill.
+    src = torch.cat((x, torch.ones(1, h, w, dtype=x.dtype, device=x.device)))[None]
     out = F.grid_sample(src, grid, mode=op.interpolation, padding_mode="zeros", align_corners=False)[0]
-    # The ones channel says how much of each output pixel came from inside the image.
-    inside = out[c:]
-    return (out[:c] + (1 - inside) * _channels(op.fill, c, out)).to(x.dtype)
+    return out[:c] + (1 - out[c:]) * _channels(op.fill, c, out)
 
 
 def _gray(x):
@@ -620,25 +648,21 @@ def _blend(a, b, f: float):
 
 
 def _shift_hue(x, turn: float):
-    """RGB -> HSV, hue + turn (mod 1), -> RGB, as colorsys and torchvision compute it."""
+    """Turn the HSV hue by `turn` (in turns), as colorsys and torchvision's adjust_hue do.
+
+    In closed form: with hue6 = 6·hue, channel n (R 5, G 3, B 1) becomes
+    max - (max - min)·clamp(min(k, 4 - k), 0, 1), where k = (n + hue6 + 6·turn) mod 6;
+    saturation and value are unchanged.
+    """
     import torch
 
-    r, gr, b = x[0], x[1], x[2]
-    maxc, minc = x.max(0).values, x.min(0).values
+    r, g, b = x[0], x[1], x[2]
+    maxc, minc = x.amax(0), x.amin(0)
     delta = maxc - minc
-    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, 1), 0)
-    d = torch.where(delta > 0, delta, 1)
-    rc, gc, bc = (maxc - r) / d, (maxc - gr) / d, (maxc - b) / d
-    hue = torch.where(maxc == r, bc - gc, torch.where(maxc == gr, 2 + rc - bc, 4 + gc - rc))
-    hue = torch.where(delta > 0, (hue / 6) % 1, 0)
-    hue = (hue + turn) % 1
-    v = maxc
-    i = torch.floor(hue * 6)
-    f = hue * 6 - i
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    i = i.long() % 6
-    table = torch.stack([torch.stack(c) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))])
-    return table.gather(0, i[None, None].expand(1, 3, *i.shape))[0]
+    d = torch.where(delta > 0, delta, 1)  # grey pixels have delta 0: any hue gives them back
+    hue6 = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, 2 + (b - r) / d, 4 + (r - g) / d))
+    k = (torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).reshape(3, 1, 1) + (hue6 + 6 * turn)) % 6
+    return maxc - delta * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
 def color_jitter(x, op: ColorJitter, g):
@@ -670,7 +694,7 @@ def random_erasing(x, op: RandomErasing, g):
     top, left, eh, ew = box
     x = x.clone()
     if op.value == "random":
-        x[:, top:top + eh, left:left + ew] = torch.rand((c, eh, ew), generator=g, dtype=torch.float64).to(x.dtype)
+        x[:, top:top + eh, left:left + ew] = torch.rand((c, eh, ew), generator=g, dtype=torch.float64).to(x)
     else:
         x[:, top:top + eh, left:left + ew] = _channels(op.value, c, x)
     return x
@@ -686,65 +710,87 @@ _ITEM_OPS = {RandomResizedCrop: resized_crop, RandomCrop: random_crop, Horizonta
              VerticalFlip: _flip(-2), Rotation: rotate, ColorJitter: color_jitter, RandomErasing: random_erasing}
 
 
-def item_transform(cfg: Augment):
-    """A function (x [C, H, W] in [0, 1], generator) -> augmented x, the item ops in Augment's field order.
+class ItemTransform:
+    """(x [C, H, W] float in [0, 1], generator) -> augmented x of the same shape and dtype.
 
-    Each op first draws one uniform against its p, then its own draws. The input is never
-    modified in place, so a dataset held in memory stays as it was.
+    The item ops run in Augment's field order; each first draws one uniform against its p,
+    then its own draws. The input is never modified in place, so a dataset held in memory
+    stays as it was. Holds only the settings, so DataLoader workers started by spawn can
+    take it along.
     """
-    ops = [(op, _ITEM_OPS[type(op)]) for op in cfg.item_ops()]
 
-    def apply(x, g):
-        if x.dim() != 3:
-            raise ValueError(f"augment: expected one image [C, H, W], got shape {list(x.shape)}")
-        for op, run in ops:
+    def __init__(self, cfg: Augment):
+        self.cfg = cfg
+
+    def __call__(self, x, g):
+        if x.dim() != 3 or not x.is_floating_point():
+            raise ValueError(f"augment: expected one float image [C, H, W], got {x.dtype} {list(x.shape)}")
+        # ColorJitter clips to [0, 1]; data in another range would be flattened without a word.
+        if self.cfg.color_jitter is not None and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise DataProblem(f"augment: an image has values in [{float(x.min()):g}, {float(x.max()):g}], "
+                              "but ColorJitter works on pixels in [0, 1]",
+                              hint="scale the data to [0, 1]; normalize after augmenting, not before")
+        for op in self.cfg.item_ops():
             if uniform(g) < op.p:
-                x = run(x, op, g)
+                x = _ITEM_OPS[type(op)](x, op, g)
         return x
 
-    return apply
 
-
-def batch_transform(cfg: Augment):
-    """A function (x [N, ...], y [N] class indices or [N, K] soft targets, K, generator) -> (x, y [N, K] float).
+class BatchTransform:
+    """(x [N, ...], y [N] class indices or [N, K] soft targets, K, generator) -> (x, y [N, K] float).
 
     One uniform picks Mixup (below Mixup's p), CutMix (below the sum of both p) or neither;
     then one Beta(alpha, alpha) draw, and for CutMix the box's centre. Each item is mixed with
-    the next one in the batch (the last with the first), as torchvision does. None when the
-    settings have no batch op.
+    the previous one in the batch (the first with the last: torch.roll by one, as torchvision
+    does). The targets come back as probabilities whether or not the batch was mixed.
     """
-    if cfg.mixup is None and cfg.cutmix is None:
-        return None
-    p_mix = cfg.mixup.p if cfg.mixup is not None else 0.0
-    p_cut = cfg.cutmix.p if cfg.cutmix is not None else 0.0
 
-    def apply(x, y, num_classes: int, g):
+    def __init__(self, cfg: Augment):
+        self.cfg = cfg
+
+    def __call__(self, x, y, num_classes: int, g):
         import torch
 
+        mixup, cutmix = self.cfg.mixup, self.cfg.cutmix
         if y.dim() == 1 and not y.is_floating_point():
             y = torch.nn.functional.one_hot(y, num_classes)
         elif y.dim() != 2 or y.shape[1] != num_classes:
             raise ValueError(f"augment: targets must be class indices [N] or soft targets [N, {num_classes}], "
                              f"got shape {list(y.shape)}")
         y = y.to(x.dtype if x.is_floating_point() else torch.float32)
+        p_mix = mixup.p if mixup is not None else 0.0
+        p_cut = cutmix.p if cutmix is not None else 0.0
         u = uniform(g)
         if u < p_mix:
-            lam = beta(g, cfg.mixup.alpha)
-            return lam * x + (1 - lam) * x.roll(1, 0), lam * y + (1 - lam) * y.roll(1, 0)
+            lam = beta(g, mixup.alpha)
+            # lerp: previous + lam * (own - previous), one new tensor instead of three
+            return x.roll(1, 0).lerp_(x, lam), y.roll(1, 0).lerp_(y, lam)
         if u < p_mix + p_cut:
             if x.dim() != 4:
                 raise ValueError(f"augment: CutMix needs images [N, C, H, W], got shape {list(x.shape)}")
             h, w = x.shape[-2:]
-            lam = beta(g, cfg.cutmix.alpha)
+            lam = beta(g, cutmix.alpha)
             top, left, bottom, right = cutmix_box(h, w, lam, g)
+            patch = x[..., top:bottom, left:right].roll(1, 0)
             x = x.clone()
-            x[..., top:bottom, left:right] = x.roll(1, 0)[..., top:bottom, left:right]
+            x[..., top:bottom, left:right] = patch
             lam = 1.0 - (bottom - top) * (right - left) / (h * w)
             return x, lam * y + (1 - lam) * y.roll(1, 0)
         return x, y
 
-    return apply
+
+def item_transform(cfg: Augment) -> ItemTransform:
+    """The item ops of `cfg` as one callable (x [C, H, W], generator) -> x."""
+    return ItemTransform(cfg)
+
+
+def batch_transform(cfg: Augment) -> BatchTransform | None:
+    """Mixup/CutMix of `cfg` as one callable (x, y, num_classes, generator) -> (x, soft y); None without them."""
+    if cfg.mixup is None and cfg.cutmix is None:
+        return None
+    return BatchTransform(cfg)
 
 
 __all__ = ["Augment", "parse_augment", "check_input", "check_loss", "item_generator", "batch_generator",
-           "item_transform", "batch_transform", "AugmentError", "OPS", "SOFT_TARGET_LOSSES"] + list(OPS)
+           "item_transform", "batch_transform", "ItemTransform", "BatchTransform", "AugmentError", "OPS",
+           "SOFT_TARGET_LOSSES"] + list(OPS)
