@@ -188,7 +188,12 @@ class Augmented:
     def __getitem__(self, i):
         from .augment import item_generator
         x, y = self.ds[i]
-        return self.transform(x, item_generator(self.seed, self.epoch, int(i))), y
+        try:
+            return self.transform(x, item_generator(self.seed, self.epoch, int(i))), y
+        except ItemProblem:
+            raise
+        except DataProblem as e:  # as an ItemProblem, it reads the same from a DataLoader worker
+            raise ItemProblem(e.diagnostics[0].message, hint=e.diagnostics[0].hint) from None
 
 
 # ---------------------------------------------------------------- shapes
