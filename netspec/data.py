@@ -234,9 +234,10 @@ def class_indices(y, where: str, n_classes: int | None, lines=None) -> np.ndarra
     """Labels as int64 class indices, refusing text, fractions, NaN and values out of range."""
     y = np.asarray(y)
     if y.dtype.kind in "USO":
+        kind = "objects" if y.dtype.kind == "O" else "text"
         first = y.reshape(-1)[:1].tolist()
-        raise DataProblem(f"{where}: labels must be class indices (whole numbers), got {y.dtype.kind == 'O' and 'objects' or 'text'} "
-                          f"such as {str(first[0])[:40]!r}" if first else f"{where}: labels must be numbers",
+        example = f" such as {str(first[0])[:40]!r}" if first else ""
+        raise DataProblem(f"{where}: labels must be class indices (whole numbers), got {kind}{example}",
                           hint="map each class name to 0, 1, 2, ... (the order of your class list)")
     if y.dtype.kind == "c":
         raise DataProblem(f"{where}: labels are complex numbers; class indices are whole numbers")
