@@ -110,8 +110,6 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
             best_state = checkpoint.restore(ckpt, meta, tensors, model, optimizer, scheduler, scaler, spec.name)
             state = {"epoch": int(meta["epoch"]), "best": meta["best"], "bad_epochs": int(meta["bad_epochs"]),
                      "saved": int(meta["epoch"])}
-            if best_state is None and state["best"] is not None and cfg.keep == "best":
-                best_state = checkpoint.cpu_state(model)  # the saved epoch is the best one
             changed = _changed(meta["config"], cfg)
             if changed:
                 say("note: settings changed since the checkpoint; this run uses the new ones: " + changed)
@@ -158,6 +156,10 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
                 sampler.set_epoch(epoch)
                 if isinstance(train_ds, Augmented):
                     train_ds.set_epoch(epoch)
+                if best_state is None and state["best"] is not None and cfg.keep == "best":
+                    # The model is about to move on from its best epoch: keep that epoch's weights.
+                    # Copied only now, so a run's first checkpoint needs no copy of the model.
+                    best_state = checkpoint.cpu_state(model)
                 net.train()
                 for m in frozen_bn:
                     m.eval()  # frozen BatchNorm keeps its running statistics
@@ -204,8 +206,8 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
                 _check_finite(model, metrics, epoch + 1, state, cfg)
 
                 improved = _track_best(state, metrics, cfg)
-                if improved and cfg.keep == "best":
-                    best_state = checkpoint.cpu_state(model)
+                if improved:
+                    best_state = None  # the model itself holds the best weights now
                 state["epoch"] = epoch + 1
                 stop = (cfg.early_stopping_patience is not None
                         and state["bad_epochs"] >= cfg.early_stopping_patience)
@@ -226,7 +228,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
             raise Interrupted(f"interrupted during epoch {epoch + 1}; " + _kept(state), out) from None
         finally:
             runlog.close()
-        if best_state is not None and cfg.keep == "best":
+        if best_state is not None and cfg.keep == "best" and state["best"]["epoch"] != state["epoch"]:
             model.load_state_dict(best_state)  # the run ends with its best weights in memory too
         if stopped_early or state["epoch"] == cfg.epochs:
             say(_final(state, cfg, time.perf_counter() - started, out))
