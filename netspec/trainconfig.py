@@ -269,7 +269,7 @@ def with_overrides(cfg: TrainConfig, epochs=None, batch_size=None, lr=None, seed
 
 # ---------------------------------------------------------------- builders (torch inside)
 
-WORK_PER_THREAD = 25e6  # multiply-accumulates per batch that make one more CPU thread pay for itself
+WORK_PER_THREAD = 10e6  # multiply-accumulates per batch that make one more CPU thread pay for itself
 
 
 def cpu_threads(cfg: TrainConfig, macs_per_item: int, cores: int) -> int:

@@ -166,7 +166,7 @@ def test_cpu_threads_follow_the_model_size():
     cfg = TrainConfig(batch_size=64)
     assert cpu_threads(cfg, 1_200, 16) == 1  # a tiny MLP: one thread
     assert cpu_threads(cfg, 1_800_000_000, 16) == 16  # ResNet-18: every core
-    assert cpu_threads(cfg, 1_000_000, 16) == 2
+    assert cpu_threads(cfg, 1_000_000, 16) == 6  # 64M MACs per batch
     assert cpu_threads(TrainConfig(threads=3), 1_800_000_000, 16) == 3  # the setting wins
     assert "--threads" in str(_override_error(threads=0))
 
