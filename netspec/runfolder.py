@@ -294,11 +294,6 @@ def write_run(folder: Path, run: dict) -> None:
     atomic_write(Path(folder) / RUN_JSON, json_bytes(run))
 
 
-def is_run_folder(path) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / RUN_JSON).is_file()
-
-
 def read_run(folder: Path) -> dict:
     """run.json, checked enough that its readers can index it."""
     path = Path(folder) / RUN_JSON
@@ -326,5 +321,5 @@ def read_run(folder: Path) -> dict:
 
 
 __all__ = ["FORMAT", "RUN_JSON", "Lock", "atomic_path", "atomic_write", "check_out", "default_folder", "describe",
-           "finite_or_none", "holds_run", "is_run_folder", "json_bytes", "read_run",
+           "finite_or_none", "holds_run", "json_bytes", "read_run",
            "remove_stale_temps", "spec_record", "versions", "write_failed", "write_run"]

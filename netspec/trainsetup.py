@@ -123,7 +123,7 @@ def init_from(model, spec, source: str, say) -> dict:
     for key, a in arrays.items():
         if key not in state:
             raise DataProblem(f"--init: '{key}' is not a tensor of {spec.name}")
-        if not np.isfinite(a).all() if a.dtype.kind == "f" else False:
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise DataProblem(f"--init {source}: the tensor '{key}' holds NaN or infinity",
                               hint="these weights are broken (a diverged run?); use others")
         state[key] = torch.as_tensor(np.asarray(a)).to(state[key].dtype)
