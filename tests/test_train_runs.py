@@ -449,3 +449,17 @@ def test_fine_tuning_a_frozen_backbone_matches_a_hand_written_loop(tmp_path):
     # Measured: 0.80 through netspec, 0.75 by hand (the data order differs, nothing else).
     assert result["val_accuracy"] > 0.6
     assert abs(result["val_accuracy"] - by_hand) <= 0.1, (result["val_accuracy"], by_hand)
+
+
+def test_exact_resume_with_augmentation(tmp_path):
+    spec_path = tmp_path / "aug.net"
+    spec_path.write_text(BN_NET.replace("epochs = 1", "epochs = 2\n    augment = [RandomCrop(padding=1), Mixup]"))
+    train(netspec.load(spec_path), out_dir=tmp_path / "straight", **quiet())
+    train(netspec.load(spec_path), out_dir=tmp_path / "split", epochs=1, **quiet())
+    train(netspec.load(spec_path), out_dir=tmp_path / "split", resume=True, **quiet())
+    for name in ("weights.safetensors", "last.safetensors"):
+        assert same_weights(tmp_path / "straight" / name, tmp_path / "split" / name), name
+    plain = tmp_path / "plain.net"
+    plain.write_text(BN_NET.replace("epochs = 1", "epochs = 2"))
+    train(netspec.load(plain), out_dir=tmp_path / "plain", **quiet())
+    assert not same_weights(tmp_path / "plain" / "last.safetensors", tmp_path / "straight" / "last.safetensors")
