@@ -271,6 +271,11 @@ def train(spec, network, sets, data, epochs, batch_size, lr, seed, device, threa
 
     from .train import Interrupted
     from .train import train as run_training
+    if resume and force:
+        raise click.UsageError("--resume continues the run in DIR and --force replaces it: give one of them")
+    if resume and init:
+        raise click.UsageError("--init sets the weights a new run starts from; --resume continues from "
+                               "the checkpoint's: give one of them")
     s = _load(spec, network, sets)
     params = _sets(sets)
     run = s.graph.graph.get("run")

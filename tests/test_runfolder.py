@@ -306,3 +306,10 @@ def test_a_run_that_fails_at_start_leaves_no_folder(tiny, tmp_path):
     assert not (tmp_path / "new" / "run").exists()
     r = run("train", tiny, "--data", bad, cwd=tmp_path)
     assert r.exit_code == 1 and not (tmp_path / "runs" / "Tiny").exists()
+
+
+def test_contradictory_flags_are_usage_errors(tiny, tmp_path):
+    r = run("train", tiny, "--resume", "--force")
+    assert r.exit_code == 2 and "give one of them" in r.output
+    r = run("train", tiny, "--resume", "--init", tmp_path)
+    assert r.exit_code == 2 and "--init sets the weights a new run starts from" in r.output
