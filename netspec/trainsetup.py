@@ -167,7 +167,8 @@ def describe_settings(spec, cfg, device, info: dict, n_params: int, n_train: int
     lines = [f"training {spec.name} into {out}",
              f"  optimizer {call(cfg.optimizer)}, schedule {call(cfg.schedule)}, {cfg.epochs} epochs, "
              f"batch {cfg.batch_size}, seed {cfg.seed}, device {device}"
-             + (f" ({_threads()} threads{'' if cfg.threads else ', chosen from the model size'})"
+             + (f" ({_threads()} thread{'s' if _threads() != 1 else ''}"
+                f"{'' if cfg.threads else ', chosen from the model size'})"
                 if device.type == "cpu" else ""),
              f"  data {info['source']}: {info['train_size']:,} train, {info['val_size']:,} val"
              + (f", {len(info['classes'])} classes ({show_classes(info['classes'])})" if info.get("classes") else ""),
