@@ -170,7 +170,8 @@ def describe(folder: Path) -> str:
     with contextlib.suppress(OSError, ValueError, TypeError):
         rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
         if rows:
-            parts.append(f"{rows[-1].get('epoch')} epochs trained")
+            n = rows[-1].get("epoch")
+            parts.append(f"{n} epoch{'' if n == 1 else 's'} trained")
     if not parts:
         parts.append(", ".join(holds_run(folder)))
     return ", ".join(str(p) for p in parts)

@@ -503,7 +503,7 @@ def _final(state: dict, cfg: TrainConfig, seconds: float, out: Path) -> str:
     shown = ", ".join(f"{k} {_num(best.get(k))}" for k in ("val_loss", "val_accuracy", "train_loss")
                       if best and k in best)
     kept = f"epoch {best['epoch']}" if cfg.keep == "best" and best else f"epoch {state['epoch']} (keep = \"last\")"
-    return (f"finished {state['epoch']} epochs in {seconds:.1f} s; best epoch {best['epoch'] if best else '-'} "
+    return (f"finished {state['epoch']} epoch{'' if state['epoch'] == 1 else 's'} in {seconds:.1f} s; best epoch {best['epoch'] if best else '-'} "
             f"by {best['monitor'] if best else cfg.monitor} ({shown}); {out / 'weights.safetensors'} holds {kept}")
 
 

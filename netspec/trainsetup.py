@@ -165,7 +165,7 @@ def describe_settings(spec, cfg, device, info: dict, n_params: int, n_train: int
         return f"{name}({args})"
 
     lines = [f"training {spec.name} into {out}",
-             f"  optimizer {call(cfg.optimizer)}, schedule {call(cfg.schedule)}, {cfg.epochs} epochs, "
+             f"  optimizer {call(cfg.optimizer)}, schedule {call(cfg.schedule)}, {cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'}, "
              f"batch {cfg.batch_size}, seed {cfg.seed}, device {device}"
              + (f" ({_threads()} thread{'s' if _threads() != 1 else ''}"
                 f"{'' if cfg.threads else ', chosen from the model size'})"

@@ -82,7 +82,7 @@ def test_explicit_out_holding_a_run_is_refused_and_loses_nothing(tiny, tmp_path)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     r = run("train", tiny, "--epochs", "1", "--out", out)
     assert r.exit_code == 1
-    assert f"'{out}' already holds a run (Tiny, 1 epochs trained)" in r.output
+    assert f"'{out}' already holds a run (Tiny, 1 epoch trained)" in r.output
     assert "`--resume` continues it, `--force` replaces it" in r.output
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
