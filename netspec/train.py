@@ -81,7 +81,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
         _seed_all(cfg.seed)
         classes_of = outputs_of_classes(spec)
         train_ds, val_ds, info = load_data(spec, data, cfg, classes_of)
-        check_classes(spec, data, info, classes_of, sets or {})
+        check_classes(spec, data, info, classes_of, sets or {}, train_ds)
         train_ds, mix = _augmentation(spec, cfg, train_ds, classes_of)
         if cfg.monitor == "val_accuracy" and (val_ds is None or spec.classifier_output is None):
             raise ParamProblem("monitor = \"val_accuracy\" needs a validation set and a classification loss",

@@ -46,11 +46,12 @@ def load_data(spec, data, cfg, classes_of: dict):
     return load_named(data, spec.inputs, spec.targets, cfg.val_split, cfg.seed, n_classes)
 
 
-def check_classes(spec, data, info: dict, classes_of: dict, sets: dict) -> None:
+def check_classes(spec, data, info: dict, classes_of: dict, sets: dict, train_ds=None) -> None:
     """The data's classes against the classifier's outputs: a mismatch names both and the fix."""
     names = info.get("classes")
     if not classes_of or names is None or data is None or not Path(str(data)).is_dir():
         _check_single_class(info)
+        _check_single_label(info, classes_of, train_ds)
         return
     out, width, span = next(iter(classes_of.values()))
     k = len(names)
@@ -68,6 +69,17 @@ def _check_single_class(info: dict) -> None:
     names = info.get("classes")
     if names is not None and len(names) == 1:
         raise DataProblem(f"{info['source']} has one class; a classifier needs at least two")
+
+
+def _check_single_label(info: dict, classes_of: dict, train_ds) -> None:
+    """Labels read from a file that are all one class: a classifier cannot learn from them."""
+    tensors = getattr(train_ds, "tensors", None)
+    if not classes_of or tensors is None or len(tensors) != 2:
+        return
+    y = tensors[1]
+    if y.dim() == 1 and not y.is_floating_point() and len(y) and bool((y == y[0]).all()):
+        raise DataProblem(f"{info['source']}: every training label is {int(y[0])}, so the data has one class; "
+                          "a classifier needs at least two", hint="check the label column")
 
 
 def _classes_fix(spec, sets: dict, out: str, k: int) -> bool:

@@ -118,6 +118,11 @@ def test_a_single_class_folder(tmp_path):
     _user_error(r, "has one class (cat); a classifier needs at least two")
 
 
+def test_labels_of_one_class(tmp_path, tiny):
+    np.savez(tmp_path / "d.npz", x=np.zeros((6, 64), np.float32), y=np.zeros(6, np.int64))
+    _user_error(run("train", tiny, "--data", tmp_path / "d.npz"), "every training label is 0, so the data has one class")
+
+
 def test_digits_for_a_two_class_network(tmp_path):
     r = run("train", pets(tmp_path))
     _user_error(r, "the built-in digits have 10 classes (0-9) but the classifier has 2 outputs")
