@@ -102,14 +102,19 @@ def _plot(rows: list[dict]) -> bytes:
     return buf.getvalue()
 
 
-def _tensorboard_writer(out: Path):
+def require_tensorboard():
+    """TensorBoard's SummaryWriter, or a DataProblem saying how to get it (checked before a run starts)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise DataProblem("--tensorboard needs the tensorboard package, which is not installed",
-                          hint="pip install tensorboard, or drop --tensorboard (curves.png and "
-                               "metrics.csv are always written)") from None
-    return SummaryWriter(log_dir=str(out / "tensorboard"))
+                          hint="pip install tensorboard (or netspec[tensorboard]), or drop --tensorboard "
+                               "(curves.png and metrics.csv are always written)") from None
+    return SummaryWriter
 
 
-__all__ = ["RunLog", "read_rows", "COLUMNS"]
+def _tensorboard_writer(out: Path):
+    return require_tensorboard()(log_dir=str(out / "tensorboard"))
+
+
+__all__ = ["RunLog", "read_rows", "require_tensorboard", "COLUMNS"]

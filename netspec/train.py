@@ -24,7 +24,7 @@ import numpy as np
 from . import checkpoint, runfolder
 from .data import Augmented
 from .errors import DataProblem, ParamProblem
-from .runlog import RunLog, read_rows
+from .runlog import RunLog, read_rows, require_tensorboard
 from .trainconfig import (TrainConfig, build_optimizer, build_scheduler, config_dict, cpu_threads,
                           with_overrides)
 from .trainsetup import (apply_freeze, check_classes, describe_settings, input_record, load_data,
@@ -57,6 +57,8 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
 
     cfg = with_overrides(spec.train_config, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          device=device, threads=threads)
+    if tensorboard:
+        require_tensorboard()
     out = Path(out_dir) if out_dir else runfolder.default_folder(spec.name, resume)
     runfolder.check_out(out, resume, force)
     dist = _Distributed()

@@ -237,15 +237,26 @@ def test_diverged_training_saves_nothing(tmp_path, tiny):
         assert not (out / name).exists()
 
 
-def test_tensorboard_without_the_package(tmp_path, tiny):
-    pytest.importorskip("torch")
-    try:
-        import tensorboard  # noqa: F401
-        pytest.skip("tensorboard is installed")
-    except ImportError:
-        pass
+def test_tensorboard_without_the_package(tmp_path, tiny, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
     _user_error(run("train", tiny, "--tensorboard", "--out", tmp_path / "r"),
                 "--tensorboard needs the tensorboard package", "pip install tensorboard")
+    assert not (tmp_path / "r").exists()  # refused before anything was made
+
+
+def test_tensorboard_events(tmp_path, tiny):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    r = run("train", tiny, "--tensorboard", "--epochs", "2", "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    events = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
+    events.Reload()
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
+        got = [(e.step, e.value) for e in events.Scalars(key)]
+        assert [s for s, _ in got] == [1, 2]
+        assert [v for _, v in got] == pytest.approx([row[key] for row in rows], rel=1e-6)
 
 
 def test_device_flag(tmp_path, tiny):
