@@ -171,7 +171,7 @@ def _weights_for(s, weights: str | None, seed: int):
         path = path / "weights.safetensors"
     if not path.is_file():
         raise DataProblem(f"weights file '{path}' does not exist", hint=_neighbour_hint(path))
-    if path.name in ("checkpoint.safetensors",):
+    if path.name == "checkpoint.safetensors":
         raise DataProblem(f"'{path}' is the training checkpoint (weights, optimizer and RNG state), "
                           "not a weights file",
                           hint=f"give {path.parent / 'weights.safetensors'} (the best epoch), "
