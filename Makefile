@@ -17,7 +17,7 @@ setup: $(BIN)/python
 # Train LeNet-5 on the built-in digits, compile it to ONNX, run it in ONNX Runtime.
 demo: setup
 	$(BIN)/netspec check models/lenet5.net
-	$(BIN)/netspec train models/lenet5.net --out $(RUN)
+	$(BIN)/netspec train models/lenet5.net --out $(RUN) --force
 	$(BIN)/netspec compile models/lenet5.net --weights $(RUN) -o $(RUN)/lenet5.onnx
 	$(BIN)/netspec evaluate models/lenet5.net $(RUN)/lenet5.onnx
 

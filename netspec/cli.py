@@ -58,15 +58,60 @@ def user_errors(f):
     return wrapper
 
 
-def _load(spec: str, network: str | None, sets: tuple[str, ...] = ()):
-    from .spec import load
+def _sets(sets: tuple[str, ...]) -> dict[str, str]:
     params = {}
     for item in sets:
         name, eq, value = item.partition("=")
         if not eq or not name.strip() or not value.strip():
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--set")
         params[name.strip()] = value.strip()
+    return params
+
+
+def _load(spec: str, network: str | None, sets: tuple[str, ...] = ()):
+    from .spec import load
+    params = _sets(sets)
+    if Path(spec).is_dir():
+        return _load_run(Path(spec), network, params)
     return load(spec, network, params)
+
+
+def _load_run(folder: Path, network: str | None, params: dict):
+    """A run folder stands for its spec, with the --set values and settings it was trained with."""
+    from .runfolder import SPEC_COPY, read_run
+    from .spec import load
+    from .trainconfig import TrainConfig
+    if not (folder / "run.json").is_file():
+        raise DataProblem(f"'{folder}' is a folder without run.json, so it is not a run folder",
+                          hint="give a .net file, or a folder that `netspec train` wrote")
+    run = read_run(folder)
+    if network is not None and network != run["network"]:
+        raise click.UsageError(f"--network {network} conflicts with the run folder '{folder}', which "
+                               f"trained {run['network']}")
+    if params:
+        raise click.UsageError(f"a run folder fixes its --set values ({_shown_sets(run['sets'])}); "
+                               "give the spec file to change them")
+    record = run["spec"]
+    original = Path(record.get("path") or "")
+    path = folder / SPEC_COPY
+    if original.is_file():
+        import hashlib
+        if hashlib.sha256(original.read_bytes()).hexdigest() == record.get("sha256"):
+            path = original  # the file as trained: its imports resolve where they were written
+    if not path.is_file():
+        raise DataProblem(f"'{folder}' lacks {SPEC_COPY}, and {original} changed or is gone since the run",
+                          hint="retrain, or restore the spec file the run used")
+    s = load(str(path), run["network"], {k: str(v) for k, v in run["sets"].items()})
+    try:
+        s.graph.graph["train"] = TrainConfig.model_validate(run["train"])
+    except ValueError as e:
+        raise DataProblem(f"'{folder / 'run.json'}' holds invalid train settings: {str(e).splitlines()[0]}") from None
+    s.run, s.run_dir = run, str(folder)
+    return s
+
+
+def _shown_sets(sets: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sets.items()) or "none"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,13 +139,19 @@ def _weights_for(s, weights: str | None, seed: int):
     """Arrays for the ONNX emitter: from a safetensors file (or a run folder), else fresh."""
     from .weights import init_weights, load_safetensors
     if weights is None:
-        return init_weights(s.graph, seed=seed), "fresh initialisation"
+        if s.run_dir is None:
+            return init_weights(s.graph, seed=seed), "fresh initialisation"
+        weights = s.run_dir  # `compile RUN`: the run's trained weights
     path = Path(weights)
     if path.is_dir():
         path = path / "weights.safetensors"
     if not path.is_file():
-        raise DataProblem(f"weights file '{path}' does not exist",
-                          hint="give the weights.safetensors that `netspec train` wrote, or its folder")
+        raise DataProblem(f"weights file '{path}' does not exist", hint=_neighbour_hint(path))
+    if path.name == "checkpoint.safetensors":
+        raise DataProblem(f"'{path}' is the training checkpoint (weights, optimizer and RNG state), "
+                          "not a weights file",
+                          hint=f"give {path.parent / 'weights.safetensors'} (the best epoch), "
+                               f"{path.parent / 'last.safetensors'} (the last one), or the folder {path.parent}")
     return load_safetensors(path, s.graph), str(path)
 
 
@@ -136,6 +187,18 @@ def _classes_option(text: str | None) -> list[str] | None:
         raise click.BadParameter(f"{text!r}: give distinct, non-empty names separated by commas",
                                  param_hint="--classes")
     return names
+def _neighbour_hint(path: Path) -> str:
+    """A did-you-mean among the files next to a missing one."""
+    import difflib
+    folder = path.parent
+    if not folder.is_dir():
+        return f"the folder '{folder}' does not exist either"
+    names = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".pth") or p.is_dir())
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{folder / close[0]}'?"
+    shown = ", ".join(names[:6]) if names else "no weights files"
+    return f"'{folder}' holds: {shown}; give the weights.safetensors that `netspec train` wrote, or its folder"
 
 
 @main.command(name="compile")
@@ -187,8 +250,8 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
     arrays, source = _weights_for(s, weights, seed)
     if not allow_nonfinite:
         _refuse_nonfinite(arrays, source)
-    # The run folder's record: given as the folder, or as the weights file inside it.
-    record = None if weights is None else run_record(weights if Path(weights).is_dir() else Path(weights).parent)
+    # The run folder's record: `compile RUN`, or --weights given as the folder or a weights file inside it.
+    record = s.run if weights is None else run_record(weights if Path(weights).is_dir() else Path(weights).parent)
     metadata = s.metadata(classes=names, run=record)
     calibration = None
     if calibrate is not None:
@@ -228,27 +291,65 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
 @SPEC
 @_network_option
 @click.option("--data", "-d", metavar="PATH",
-              help="A folder of class subfolders of images, a .npz (x, y) or a .csv; default: the built-in digits.")
+              help="A folder of class subfolders of images, a .npz (x, y, or one array per input and "
+                   "target name) or a .csv; default: the built-in digits.")
 @click.option("--epochs", type=click.IntRange(1), help="Override the train block's epochs.")
 @click.option("--batch-size", type=click.IntRange(1), help="Override the train block's batch size.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the optimizer's learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Override the optimizer's learning rate (also when resuming: the new lr is used).")
 @click.option("--seed", type=int, help="Override the train block's seed.")
-@click.option("--out", "-o", "out_dir", metavar="DIR", help="Run folder (default runs/NETWORK).")
-@click.option("--resume", is_flag=True, help="Continue from DIR's checkpoint.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (overrides the train block).")
+@click.option("--threads", type=click.IntRange(1, 1024),
+              help="CPU threads for torch (default: chosen from the model's size, up to the cores).")
+@click.option("--out", "-o", "out_dir", metavar="DIR",
+              help="Run folder (default runs/NETWORK, or runs/NETWORK-2, -3, ... when taken).")
+@click.option("--resume", is_flag=True, help="Continue the run in DIR from its checkpoint.")
+@click.option("--force", is_flag=True,
+              help="Replace the run in DIR (its files go once the new run's first epoch is done).")
+@click.option("--init", "init", metavar="WEIGHTS",
+              help="Start from these weights: a run folder, a .safetensors or a PyTorch state dict "
+                   "(.pth/.pt); layers that do not fit keep their fresh initialisation.")
+@click.option("--tensorboard", is_flag=True, help="Also log the metrics for TensorBoard in DIR/tensorboard.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar (on a terminal).")
 @user_errors
-def train(spec, network, sets, data, epochs, batch_size, lr, seed, out_dir, resume, progress):
-    """Train a spec on a dataset; write weights.safetensors, a checkpoint and metrics.jsonl."""
+def train(spec, network, sets, data, epochs, batch_size, lr, seed, device, threads, out_dir, resume, force,
+          init, tensorboard, progress):
+    """Train a spec on a dataset into a run folder: weights, checkpoint, metrics, curves and run.json."""
+    import shlex
+    import warnings
+
+    from .train import Interrupted
     from .train import train as run_training
+    if resume and force:
+        raise click.UsageError("--resume continues the run in DIR and --force replaces it: give one of them")
+    if resume and init:
+        raise click.UsageError("--init sets the weights a new run starts from; --resume continues from "
+                               "the checkpoint's: give one of them")
     s = _load(spec, network, sets)
-    out_dir = out_dir or str(Path("runs") / s.name)
-    metrics = run_training(s, data=data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr,
-                           seed=seed, resume=resume, progress=progress, log=report.info)
+    params = _sets(sets)
+    run = s.run
+    if run is not None:  # `netspec train RUN --resume`: the run's spec, --set values and folder
+        out_dir, params = out_dir or spec, run["sets"]
+    try:
+        with warnings.catch_warnings():
+            # A library's warning is one line here, not a quoted source line of netspec's.
+            warnings.showwarning = lambda message, category, *_a, **_k: report.note(
+                f"warning: {category.__name__}: {message}")
+            metrics = run_training(s, data=data, out_dir=out_dir, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   seed=seed, resume=resume, force=force, device=device, threads=threads,
+                                   tensorboard=tensorboard, init=init, progress=progress, log=report.info,
+                                   sets=params, command=["netspec", *sys.argv[1:]])
+    except Interrupted as e:
+        again = [a for a in sys.argv[1:] if a != "--force"]
+        if not any(a in ("--out", "-o") or a.startswith("--out=") for a in again):
+            again += ["--out", str(e.out)]
+        again += [] if "--resume" in again else ["--resume"]
+        report.fail(f"{e.message}\n  hint: `netspec {shlex.join(again)}` continues the run")
+        raise SystemExit(130) from None
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 speaks for the run
-    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-    report.info(f"done: {shown}")
-    report.info(f"weights: {Path(out_dir) / 'weights.safetensors'}")
+    report.info(f"run folder: {metrics['out_dir']} (compile it with `netspec compile {metrics['out_dir']} "
+                f"-o model.onnx`)")
 
 
 @main.command()
@@ -274,6 +375,11 @@ def evaluate(spec, model, network, sets, data, split, provider, batch_size, as_j
     """
     from .evaluate import evaluate_onnx, plot_confusion
     s = _load(spec, network, sets)
+    run = s.run
+    if data is None and run is not None:
+        # The run's own data, split as it was trained (found from any folder: its absolute path).
+        record = run.get("data") or {}
+        data = record.get("path") if record.get("path") and Path(record["path"]).exists() else record.get("source")
     result = evaluate_onnx(s, model, data=data, split=split, provider=provider, batch_size=batch_size)
     if plot:
         try:

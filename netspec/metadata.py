@@ -29,9 +29,9 @@ import json
 from pathlib import Path
 
 from .errors import DataProblem
+from .runfolder import RUN_JSON as RUN_RECORD
 
 PREFIX = "netspec."
-RUN_RECORD = "run.json"
 # Images come off disk as 8-bit pixels scaled to [0, 1] (netspec.data.ImageFolder).
 PIXEL_RANGE = [0.0, 1.0]
 
@@ -42,16 +42,11 @@ def run_record(folder) -> dict | None:
     Keys read here: ``classes`` (names in label order, or null) and ``input`` (the input
     contract the run was trained with: layout, channels, height, width, value_range, mean, std).
     """
+    from .runfolder import read_run
     path = Path(folder) / RUN_RECORD
     if not Path(folder).is_dir() or not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataProblem(f"cannot read the run record '{path}': {e}",
-                          hint="it is written by `netspec train`; delete it to compile without class names") from None
-    if not isinstance(record, dict):
-        raise DataProblem(f"the run record '{path}' is not a JSON object")
+    record = read_run(Path(folder))
     classes = record.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise DataProblem(f"the run record '{path}': 'classes' must be a list of names or null")

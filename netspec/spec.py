@@ -34,6 +34,9 @@ class Spec:
     graph: nx.DiGraph
     # The parameter overrides it was loaded with (`--set`), as spec expressions: models record them.
     params: dict = field(default_factory=dict)
+    # When loaded from a run folder (`netspec check RUN`): the folder and its run.json.
+    run_dir: str | None = None
+    run: dict | None = None
 
     @property
     def name(self) -> str:

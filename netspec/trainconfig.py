@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator,
                       ValidationError, ValidationInfo, model_validator)
 
+from .augment import Augment
 from .errors import ParamProblem, did_you_mean
 
 
@@ -33,6 +34,9 @@ def _whole(v):
     return v
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _range(lo=None, hi=None, lo_open=False, hi_open=False):
     """A validator whose message names the field and the rule, e.g. `lr must be > 0, got -1`."""
 
@@ -41,6 +45,9 @@ def _range(lo=None, hi=None, lo_open=False, hi_open=False):
             return v
         bad = ((lo is not None and (v <= lo if lo_open else v < lo))
                or (hi is not None and (v >= hi if hi_open else v > hi)))
+        if isinstance(v, float) and math.isfinite(v) and abs(v) > FLOAT32_MAX:
+            # Finite in Python, infinite once torch holds it in a float32 tensor.
+            raise ValueError(f"{info.field_name} must be at most {FLOAT32_MAX:.4g} (float32's largest), got {v:g}")
         if bad or (isinstance(v, float) and not math.isfinite(v)):
             rules = []
             if lo is not None:
@@ -184,6 +191,7 @@ Optimizer = Annotated[Union[SGD, Adam, AdamW, RMSprop], Discriminator("name"),
 Schedule = Annotated[Union[Constant, Step, MultiStep, Cosine, OneCycle, Exponential],
                      Discriminator("name"), _named("schedule", SCHEDULES)]
 
+MONITORS = ("val_loss", "val_accuracy")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -191,6 +199,24 @@ def _device(v):
     if not isinstance(v, str) or not _DEVICE.fullmatch(v):
         raise ValueError(f"device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got {v!r}")
     return v
+
+
+def _choice(name: str, choices: tuple[str, ...]):
+    def check(v):
+        if v not in choices:
+            hint = did_you_mean(str(v), choices)
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {v!r}"
+                             + (f"; {hint}" if hint else ""))
+        return v
+    return BeforeValidator(check)
+
+
+def _patterns(v):
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not all(isinstance(p, str) and p.strip() for p in v):
+        raise ValueError("freeze must be a layer-name pattern or a list of them, e.g. [\"features.*\"]")
+    return tuple(v)
 
 
 class TrainConfig(_Frozen):
@@ -205,19 +231,31 @@ class TrainConfig(_Frozen):
     grad_clip: Annotated[Num | None, _range(0, lo_open=True)] = None  # max global grad norm; None: no clipping
     num_workers: Annotated[Whole, _range(0, 256)] = 0  # DataLoader worker processes
     device: Annotated[str, AfterValidator(_device)] = "auto"  # "auto" picks cuda when present
+    threads: Annotated[Whole | None, _range(1, 1024)] = None  # CPU threads for torch; None: chosen from the model's size
     amp: bool = False  # float16 autocast with loss scaling; only takes effect on cuda
     checkpoint_every: Annotated[Whole, _range(1)] = 1  # epochs between checkpoints (the last is always saved)
     early_stopping_patience: Annotated[Whole | None, _range(1)] = None  # epochs without improvement before stopping
+    monitor: Annotated[str, _choice("monitor", MONITORS)] = "val_loss"  # what "best" means (and early stopping watches)
+    keep: Annotated[str, _choice("keep", ("best", "last"))] = "best"  # which epoch weights.safetensors holds
+    freeze: Annotated[tuple[str, ...], BeforeValidator(_patterns)] = ()  # layer-name patterns whose parameters stay fixed
+    augment: Augment = Augment()  # training-split augmentations, seeded per item by (seed, epoch, index)
 
     @property
     def lr(self) -> float:
         return self.optimizer.lr
 
 
-def with_overrides(cfg: TrainConfig, epochs=None, batch_size=None, lr=None, seed=None) -> TrainConfig:
+def config_dict(cfg: TrainConfig, mode: str = "json") -> dict:
+    """The settings as plain data (checkpoints, run.json); pydantic's serializer warnings about
+    tuples held as lists are noise for the user, not a change of value."""
+    return cfg.model_dump(mode=mode, warnings=False)
+
+
+def with_overrides(cfg: TrainConfig, epochs=None, batch_size=None, lr=None, seed=None,
+                   device=None, threads=None) -> TrainConfig:
     """Apply command-line flags on top of the spec's train block, revalidating them."""
-    d = cfg.model_dump()
-    flags = {"epochs": epochs, "batch_size": batch_size, "seed": seed}
+    d = config_dict(cfg, "python")
+    flags = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "device": device, "threads": threads}
     d.update({k: v for k, v in flags.items() if v is not None})
     if lr is not None:
         d["optimizer"] = {**d["optimizer"], "lr": lr}
@@ -230,6 +268,20 @@ def with_overrides(cfg: TrainConfig, epochs=None, batch_size=None, lr=None, seed
 
 
 # ---------------------------------------------------------------- builders (torch inside)
+
+WORK_PER_THREAD = 10e6  # multiply-accumulates per batch that make one more CPU thread pay for itself
+
+
+def cpu_threads(cfg: TrainConfig, macs_per_item: int, cores: int) -> int:
+    """The CPU thread count: the setting, else one per WORK_PER_THREAD of a batch's work, up to the cores.
+
+    A small network is faster on one thread than on many (the threads' handoffs cost more than
+    its arithmetic), and a machine shared by several jobs is not oversubscribed by tiny ones.
+    """
+    if cfg.threads is not None:
+        return cfg.threads
+    return max(1, min(cores, int(macs_per_item * cfg.batch_size // WORK_PER_THREAD)))
+
 
 def build_optimizer(cfg: TrainConfig, params):
     import torch
@@ -284,5 +336,5 @@ def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
         optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch))
 
 
-__all__ = ["TrainConfig", "with_overrides", "build_optimizer", "build_scheduler", "lr_factor",
+__all__ = ["TrainConfig", "config_dict", "cpu_threads", "with_overrides", "build_optimizer", "build_scheduler", "lr_factor",
            "OPTIMIZERS", "SCHEDULES"] + list(OPTIMIZERS) + list(SCHEDULES)

@@ -104,12 +104,22 @@ def check_weights(arrays: dict[str, np.ndarray], g: nx.DiGraph, source: str) -> 
     if wrong:
         raise DataProblem(f"{source} has {len(wrong)} tensor{'s' if len(wrong) > 1 else ''} "
                           f"of the wrong shape: " + "; ".join(wrong[:8]), hint=hint)
+    kinds = [f"{k} is {arrays[k].dtype}, the spec wants {specs[k].dtype}"
+             for k in sorted(specs) if np.dtype(arrays[k].dtype) != np.dtype(specs[k].dtype)]
+    if kinds:
+        raise DataProblem(f"{source} has {len(kinds)} tensor{'s' if len(kinds) > 1 else ''} of the wrong "
+                          f"dtype: " + "; ".join(kinds[:8]),
+                          hint="convert them before saving, e.g. {k: v.astype(numpy.float32) ...}; netspec "
+                               "does not change the precision of weights silently")
 
 
 def load_safetensors(path, g: nx.DiGraph) -> dict[str, np.ndarray]:
     """Read a safetensors file and check it holds exactly the spec's weights."""
     from safetensors.numpy import load_file
+    from .data import regular_file
     name = Path(path).name
+    if Path(path).exists():
+        regular_file(Path(path))  # a FIFO or a device would block or never end
     try:
         arrays = load_file(str(path))
     except FileNotFoundError:

@@ -90,9 +90,14 @@ def test_model_describes_itself(cats):
 def test_run_record_is_read_and_checked(tmp_path):
     assert run_record(tmp_path) is None
     (tmp_path / "run.json").write_text("{not json")
-    with pytest.raises(netspec.NetspecError, match="cannot read the run record"):
+    with pytest.raises(netspec.NetspecError, match="is not valid JSON"):
         run_record(tmp_path)
-    (tmp_path / "run.json").write_text(json.dumps({"classes": [1, 2]}))
+    (tmp_path / "run.json").write_text(json.dumps({"classes": ["cat", "dog"]}))
+    with pytest.raises(netspec.NetspecError, match="has format None"):
+        run_record(tmp_path)
+    record = {"format": "netspec-run-1", "network": "Net", "spec": {"text": "", "path": None, "sha256": None},
+              "sets": {}, "train": {}, "classes": [1, 2]}
+    (tmp_path / "run.json").write_text(json.dumps(record))
     with pytest.raises(netspec.NetspecError, match="'classes' must be a list of names"):
         run_record(tmp_path)
 

@@ -456,6 +456,8 @@ def _default(field) -> str:
         return f'"{v}"'
     if isinstance(v, (tuple, list)):
         return "[" + ", ".join(str(x) for x in v) + "]"
+    if hasattr(type(v), "model_fields") and "name" not in type(v).model_fields:
+        return "[]" if not v else str(v)  # augment: written as a list of augmentations
     if hasattr(type(v), "model_fields"):
         args = ", ".join(f"{k}={_default_value(getattr(v, k))}" for k in type(v).model_fields if k != "name")
         return f"{v.name}({args})"

@@ -159,3 +159,28 @@ def test_schedule_factors_are_finite_and_positive(name, epochs, spe, warm, data)
 def test_no_torch_import():
     code = "import sys, netspec.trainconfig as t; t.TrainConfig(); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cpu_threads_follow_the_model_size():
+    from netspec.trainconfig import cpu_threads
+    cfg = TrainConfig(batch_size=64)
+    assert cpu_threads(cfg, 1_200, 16) == 1  # a tiny MLP: one thread
+    assert cpu_threads(cfg, 1_800_000_000, 16) == 16  # ResNet-18: every core
+    assert cpu_threads(cfg, 1_000_000, 16) == 6  # 64M MACs per batch
+    assert cpu_threads(TrainConfig(threads=3), 1_800_000_000, 16) == 3  # the setting wins
+    assert "--threads" in str(_override_error(threads=0))
+
+
+def _override_error(**flags):
+    with pytest.raises(ParamProblem) as info:
+        with_overrides(TrainConfig(), **flags)
+    return info.value
+
+
+def test_new_settings_are_checked():
+    assert "lr must be at most 3.403e+38 (float32's largest), got 1e+300" in str(_override_error(lr=1e300))
+    assert "did you mean 'val_accuracy'" in _errors({"monitor": "val_acc"})[0][1]
+    assert "keep must be one of 'best', 'last'" in _errors({"keep": "all"})[0][1]
+    assert "freeze must be a layer-name pattern" in _errors({"freeze": [1]})[0][1]
+    assert TrainConfig.model_validate({"freeze": "x.*"}).freeze == ("x.*",)
+    assert _errors({"optimizer": {"name": "SGD", "lr": 1e39}})[0][1].endswith("got 1e+39")
