@@ -10,33 +10,18 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from netspec import runfolder
-from netspec.cli import main
+from tests.cli_runs import run as run_here, tiny_spec, write_spec
 from netspec.errors import DataProblem
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY = """
-network Tiny(classes = 10, hidden = 16) {
-    input image: float32[N, 64]
-    output logits = image -> Linear(hidden) -> ReLU -> Linear(classes)
-}
-loss CrossEntropy(logits, label)
-train {
-    optimizer = Adam(lr=0.01)
-    epochs = 2
-    batch_size = 256
-}
-"""
-
+TINY = tiny_spec(epochs=2, batch_size=256)
 
 @pytest.fixture
 def tiny(tmp_path) -> Path:
-    path = tmp_path / "tiny.net"
-    path.write_text(TINY)
-    return path
+    return write_spec(tmp_path, TINY)
 
 
 def run(*args, cwd=None):
@@ -44,7 +29,7 @@ def run(*args, cwd=None):
     if cwd:
         os.chdir(cwd)
     try:
-        return CliRunner().invoke(main, [str(a) for a in args])
+        return run_here(*args)
     finally:
         os.chdir(old)
 

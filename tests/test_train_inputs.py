@@ -10,24 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from netspec.cli import main
+from tests.cli_runs import in_tmp, run, tiny_spec, write_spec  # noqa: F401 (in_tmp is a fixture)
 
-TINY = """
-network Tiny(classes = 10, hidden = 16) {
-    input image: float32[N, 64]
-    output logits = image -> Linear(hidden) -> ReLU -> Linear(classes)
-}
-loss CrossEntropy(logits, label)
-train {
-    optimizer = Adam(lr=0.01)
-    epochs = 1
-    batch_size = 256
-}
-"""
-
+TINY = tiny_spec(epochs=1, batch_size=256)
 PETS = """
 network Pets(classes = 2) {
     input image: float32[N, 3, 8, 8]
@@ -46,19 +33,13 @@ train {
 
 
 @pytest.fixture(autouse=True)
-def _in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # a run without --out goes to runs/ here, not into the repository
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+def _in_tmp(in_tmp):
+    pass
 
 
 @pytest.fixture
 def tiny(tmp_path) -> Path:
-    path = tmp_path / "tiny.net"
-    path.write_text(TINY)
-    return path
+    return write_spec(tmp_path, TINY)
 
 
 def pets(tmp_path, num_workers=0) -> Path:

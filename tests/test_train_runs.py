@@ -11,48 +11,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 
 import netspec  # noqa: E402
-from netspec.cli import main  # noqa: E402
+from tests.cli_runs import in_tmp, run, tiny_spec, write_spec  # noqa: E402,F401 (in_tmp is a fixture)
 from netspec.errors import DataProblem, ParamProblem  # noqa: E402
 from netspec.train import train  # noqa: E402
 from netspec.trainconfig import TrainConfig, config_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY = """
-network Tiny(classes = 10, hidden = 16) {
-    input image: float32[N, 64]
-    output logits = image -> Linear(hidden) -> ReLU -> Linear(classes)
-}
-loss CrossEntropy(logits, label)
-train {
-    optimizer = Adam(lr=0.01)
-    epochs = 3
-    batch_size = 128
-}
-"""
-
+TINY = tiny_spec(epochs=3, batch_size=128)
 
 
 @pytest.fixture(autouse=True)
-def _in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # a run without --out goes to runs/ here, not into the repository
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+def _in_tmp(in_tmp):
+    pass
 
 
 @pytest.fixture
 def tiny(tmp_path) -> Path:
-    path = tmp_path / "tiny.net"
-    path.write_text(TINY)
-    return path
+    return write_spec(tmp_path, TINY)
 
 
 def quiet():
