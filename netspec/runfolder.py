@@ -43,28 +43,6 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees the old file or the new one, never a torn one.
-
-    The file gets the mode `open` would give it (0666 less the umask), not mkstemp's 0600. A
-    failure (a full disk, a read-only folder, Ctrl-C) removes the temporary and leaves the old file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 @contextlib.contextmanager
 def atomic_path(path: Path):
     """A temporary path beside `path` to write to; renamed over `path` when the block succeeds.
@@ -86,6 +64,16 @@ def atomic_path(path: Path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees the old file or the new one, never a torn one.
+
+    The file gets the mode `open` would give it (0666 less the umask), not mkstemp's 0600. A
+    failure (a full disk, a read-only folder, Ctrl-C) removes the temporary and leaves the old file.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def finite_or_none(obj):

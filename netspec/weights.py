@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import networkx as nx
@@ -134,13 +132,8 @@ def load_safetensors(path, g: nx.DiGraph) -> dict[str, np.ndarray]:
 def save_safetensors(arrays: dict[str, np.ndarray], path) -> None:
     """Write arrays atomically: a crash leaves either the old file or the new one."""
     from safetensors.numpy import save_file
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
+
+    from .runfolder import atomic_path
+    with atomic_path(Path(path)) as tmp:
         # np.ascontiguousarray would turn a 0-d counter into shape [1].
-        save_file({k: np.asarray(v, order="C") for k, v in arrays.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        save_file({k: np.asarray(v, order="C") for k, v in arrays.items()}, str(tmp))

@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from netspec import lower_onnx
 from netspec.cli import main
 from netspec.spec import load
-from netspec.weights import init_weights, state_dict_arrays
+from netspec.weights import init_weights
 from tests.parity import ort_session
 
 SPECS = """
