@@ -25,7 +25,7 @@ from . import checkpoint, runfolder
 from .data import Augmented
 from .errors import DataProblem, ParamProblem
 from .runlog import RunLog, read_rows, require_tensorboard
-from .trainconfig import (TrainConfig, build_optimizer, build_scheduler, config_dict, cpu_threads,
+from .trainconfig import (TrainConfig, build_optimizer, build_scheduler, config_dict, cpu_threads, idle_cores,
                           with_overrides)
 from .trainsetup import (apply_freeze, check_classes, describe_settings, input_record, load_data,
                          outputs_of_classes)
@@ -74,9 +74,11 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
             if removed:
                 say(f"note: removed {len(removed)} temporary file(s) left by a killed process: {', '.join(removed[:4])}")
         torch_device = _device(cfg, dist)
+        auto_threads = cfg.threads is None
         if torch_device.type == "cpu":
             macs = spec.macs + spec.elementwise  # all the arithmetic of one item
-            torch.set_num_threads(cpu_threads(cfg, macs, max(1, old_threads // dist.world)))
+            cfg = cfg.model_copy(update={"threads": cpu_threads(cfg, macs, idle_cores(max(1, old_threads // dist.world)))})
+            torch.set_num_threads(cfg.threads)
         use_amp = cfg.amp and torch_device.type == "cuda"
         if cfg.amp and not use_amp:
             say("note: amp needs a CUDA device; training in float32")
@@ -109,6 +111,11 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
         if resume and ckpt.exists():
             meta, tensors = checkpoint.read(ckpt)
             _check_resumable(meta, cfg, ckpt)
+            saved_threads = meta["config"].get("threads") if isinstance(meta.get("config"), dict) else None
+            if auto_threads and torch_device.type == "cpu" and isinstance(saved_threads, int) and saved_threads >= 1:
+                # The run's own thread count, whatever the load now: sums in another order change its numbers.
+                cfg = cfg.model_copy(update={"threads": saved_threads})
+                torch.set_num_threads(saved_threads)
             best_state = checkpoint.restore(ckpt, meta, tensors, model, optimizer, scheduler, scaler, spec.name)
             state = {"epoch": int(meta["epoch"]), "best": meta["best"], "bad_epochs": int(meta["bad_epochs"]),
                      "saved": int(meta["epoch"])}
@@ -137,7 +144,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
         n_params = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in trainable)
         run = _run_record(spec, cfg, info, data, sets, command, n_params, n_train, init_note)
-        say(describe_settings(spec, cfg, torch_device, info, n_params, n_train, out))
+        say(describe_settings(spec, cfg, torch_device, info, n_params, n_train, out, threads_chosen=auto_threads))
         for note in info.get("notes", []):
             say(f"note: {note}")
 

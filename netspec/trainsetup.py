@@ -167,7 +167,8 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def describe_settings(spec, cfg, device, info: dict, n_params: int, n_train: int, out) -> str:
+def describe_settings(spec, cfg, device, info: dict, n_params: int, n_train: int, out,
+                      threads_chosen: bool = False) -> str:
     """The effective settings, once, at the start of a run."""
     def call(obj) -> str:
         d = obj.model_dump()
@@ -180,7 +181,7 @@ def describe_settings(spec, cfg, device, info: dict, n_params: int, n_train: int
              f"  optimizer {call(cfg.optimizer)}, schedule {call(cfg.schedule)}, {cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'}, "
              f"batch {cfg.batch_size}, seed {cfg.seed}, device {device}"
              + (f" ({_threads()} thread{'s' if _threads() != 1 else ''}"
-                f"{'' if cfg.threads else ', chosen from the model size'})"
+                f"{', chosen from the model size and the free cores' if threads_chosen else ''})"
                 if device.type == "cpu" else ""),
              f"  data {info['source']}: {info['train_size']:,} train, {info['val_size']:,} val"
              + (f", {len(info['classes'])} classes ({show_classes(info['classes'])})" if info.get("classes") else ""),

@@ -116,6 +116,21 @@ def test_resume_with_a_new_lr_really_uses_it(tmp_path, tiny):
     assert [r["lr"] for r in rows] == [0.01, 0.001]
 
 
+def test_resume_keeps_the_runs_thread_count_whatever_the_load(tmp_path, tiny, monkeypatch):
+    import netspec.train as training
+    out, threads = tmp_path / "run", []
+    monkeypatch.setattr(training, "idle_cores", lambda cores: 2)  # an idle machine: the run picks 2
+    monkeypatch.setattr(training, "cpu_threads", lambda cfg, macs, cores: cores)
+    train(netspec.load(tiny), out_dir=out, epochs=1, **quiet())
+    monkeypatch.setattr(training, "idle_cores", lambda cores: 1)  # busy now
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (threads.append(n), real(n)))
+    logs = []
+    train(netspec.load(tiny), out_dir=out, epochs=2, resume=True, progress=False, log=logs.append)
+    assert threads[:2] == [1, 2]  # chosen for the load, then the checkpoint's count
+    assert not any("settings changed" in line and "threads" in line for line in logs)
+
+
 def test_resume_refuses_a_new_seed(tmp_path, tiny):
     out = tmp_path / "run"
     assert run("train", tiny, "--epochs", "1", "--out", out).exit_code == 0

@@ -184,3 +184,13 @@ def test_new_settings_are_checked():
     assert "freeze must be a layer-name pattern" in _errors({"freeze": [1]})[0][1]
     assert TrainConfig.model_validate({"freeze": "x.*"}).freeze == ("x.*",)
     assert _errors({"optimizer": {"name": "SGD", "lr": 1e39}})[0][1].endswith("got 1e+39")
+
+
+def test_idle_cores_leave_the_busy_ones(monkeypatch):
+    from netspec import trainconfig
+    monkeypatch.setattr(trainconfig.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert trainconfig.idle_cores(2) == 2
+    monkeypatch.setattr(trainconfig.os, "getloadavg", lambda: (1.4, 0.0, 0.0))
+    assert trainconfig.idle_cores(2) == 1
+    monkeypatch.setattr(trainconfig.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert trainconfig.idle_cores(2) == 1  # never none
