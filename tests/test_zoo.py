@@ -52,3 +52,14 @@ def test_resnet_onnx_matches_torch(network):
     assert got.shape == (2, 1000)
     bound = 1e-3 * max(1.0, float(np.abs(expected).max()))
     assert float(np.abs(got - expected).max()) <= bound
+
+
+def test_readme_zoo_table_counts_spec_lines():
+    """README's "spec lines" column: the lines of each zoo file that are neither blank nor comments."""
+    import re
+    root = Path(__file__).resolve().parent.parent
+    rows = re.findall(r"^\| `(models/[\w.]+)` \| .* \| (\d+) \|$", (root / "README.md").read_text(), re.M)
+    assert len(rows) == len(list((root / "models").glob("*.net")))
+    for path, count in rows:
+        lines = (root / path).read_text().splitlines()
+        assert sum(1 for line in lines if line.strip() and not line.strip().startswith("#")) == int(count), path
