@@ -105,7 +105,15 @@ def run_session(spec, provider: str | None = None):
                           hint="the run ended before its first epoch: train it on (`--resume`), or give "
                                "MODEL.onnx")
     arrays = load_safetensors(path, spec.graph)
+    bad = [k for k, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if bad:
+        raise DataProblem(f"the weights in '{path}' hold inf or NaN in {len(bad)} tensor(s), e.g. {bad[0]}: "
+                          "every prediction would be meaningless", hint="the training diverged: retrain with a lower --lr")
     proto = spec.to_onnx(weights=arrays, metadata=spec.metadata(run=spec.run))
+    if proto.ByteSize() >= 2**31:
+        raise DataProblem(f"the model compiled from '{path}' is over 2 GB, more than ONNX Runtime reads from memory",
+                          hint=f"compile it to a file (`netspec compile {spec.run_dir} -o m.onnx --external-data`) "
+                               f"and give that: `netspec evaluate {spec.run_dir} m.onnx`")
     available = ort.get_available_providers()
     if provider is not None and provider not in available:
         raise DataProblem(f"ONNX Runtime has no provider {provider!r} here", hint="available: " + ", ".join(available))
@@ -268,11 +276,11 @@ def evaluate_onnx(spec, model_path: str | None = None, data=None, split: str = "
         m = confusion[out]
         named = out == heads[0][0] and model_classes and len(model_classes) == width
         names = list(model_classes) if named else [str(i) for i in range(width)]
-        report = {"accuracy": float(np.trace(m) / m.sum()), "labels": int(m.sum()), "classes": names,
-                  "per_class": scores(m, names), "confusion": m.tolist()}
+        head = {"accuracy": float(np.trace(m) / m.sum()), "labels": int(m.sum()), "classes": names,
+                "per_class": scores(m, names), "confusion": m.tolist()}
         if width > 5:
-            report["top5_accuracy"] = top5[out] / int(m.sum())
-        result["outputs"][out] = report
+            head["top5_accuracy"] = top5[out] / int(m.sum())
+        result["outputs"][out] = head
     if heads:
         result.update(result["outputs"][heads[0][0]])  # the first classifier, at the top as before
     return result

@@ -210,6 +210,14 @@ def test_usage_mistakes(runs, tmp_path):
     (bare / "weights.safetensors").unlink()
     r = run("evaluate", bare)
     assert r.exit_code == 1 and "has no weights.safetensors" in r.output
+    # A diverged run: weights with NaN would score garbage, so they are refused.
+    from safetensors.numpy import load_file, save_file
+    weights = load_file(str(runs["tiny"] / "weights.safetensors"))
+    first = sorted(weights)[0]
+    weights[first] = np.full_like(weights[first], np.nan)
+    save_file(weights, str(bare / "weights.safetensors"))
+    r = run("evaluate", bare)
+    assert r.exit_code == 1 and "inf or NaN in 1 tensor(s)" in r.output and "lower --lr" in r.output
     # A dataset without the arrays the network names: each missing one named, as train names them.
     np.savez(tmp_path / "partial.npz", x=np.zeros((4, 16), np.float32), label=np.zeros(4, np.int64))
     r = run("evaluate", runs["heads"], "--data", tmp_path / "partial.npz")
