@@ -99,6 +99,10 @@ def run_session(spec, provider: str | None = None):
     """An ONNX Runtime session on a run folder's best weights, compiled in memory as `compile RUN` does."""
     import onnxruntime as ort
     from .weights import load_safetensors
+    available = ort.get_available_providers()
+    if provider is not None and provider not in available:
+        raise DataProblem(f"ONNX Runtime has no provider {provider!r} here", hint="available: " + ", ".join(available))
+    chosen = [provider] if provider else [p for p in PREFERRED_PROVIDERS if p in available]
     path = Path(spec.run_dir) / "weights.safetensors"
     if not path.is_file():
         raise DataProblem(f"the run folder '{spec.run_dir}' has no weights.safetensors (the best epoch's weights)",
@@ -114,10 +118,6 @@ def run_session(spec, provider: str | None = None):
         raise DataProblem(f"the model compiled from '{path}' is over 2 GB, more than ONNX Runtime reads from memory",
                           hint=f"compile it to a file (`netspec compile {spec.run_dir} -o m.onnx --external-data`) "
                                f"and give that: `netspec evaluate {spec.run_dir} m.onnx`")
-    available = ort.get_available_providers()
-    if provider is not None and provider not in available:
-        raise DataProblem(f"ONNX Runtime has no provider {provider!r} here", hint="available: " + ", ".join(available))
-    chosen = [provider] if provider else [p for p in PREFERRED_PROVIDERS if p in available]
     try:
         return ort.InferenceSession(proto.SerializeToString(), providers=chosen)
     except Exception as e:  # onnxruntime's own untyped errors
