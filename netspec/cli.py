@@ -354,7 +354,7 @@ def train(spec, network, sets, data, epochs, batch_size, lr, seed, device, threa
 
 @main.command()
 @SPEC
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path(dir_okay=False), required=False)
 @_network_option
 @click.option("--data", "-d", metavar="PATH", help="The dataset (default: the built-in digits).")
 @click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True,
@@ -370,40 +370,61 @@ def train(spec, network, sets, data, epochs, batch_size, lr, seed, device, threa
 def evaluate(spec, model, network, sets, data, split, provider, batch_size, as_json, plot):
     """Run a compiled ONNX model in ONNX Runtime on a dataset split: accuracy, per-class scores, confusion.
 
-    The model's inputs and outputs are checked against the spec, and the dataset's classes
-    against the model's, before anything runs.
+    SPEC may be a run folder: then MODEL is optional (the run's best weights are compiled in
+    memory) and the default data is the run's own, split as it was trained. The model's inputs
+    and outputs are checked against the spec (and a run folder's class names), and the dataset's
+    classes against the model's, before anything runs. Each classification output is reported;
+    every loss term's mean is too (all a regression network gets).
     """
     from .evaluate import evaluate_onnx, plot_confusion
     s = _load(spec, network, sets)
     run = s.run
+    if model is None and run is None:
+        raise click.UsageError("give MODEL.onnx, or a run folder as SPEC (its best weights are compiled in memory)")
     if data is None and run is not None:
         # The run's own data, split as it was trained (found from any folder: its absolute path).
         record = run.get("data") or {}
         data = record.get("path") if record.get("path") and Path(record["path"]).exists() else record.get("source")
     result = evaluate_onnx(s, model, data=data, split=split, provider=provider, batch_size=batch_size)
-    if plot:
+    heads = result["outputs"]
+    if plot and not heads:
+        raise DataProblem(f"'{s.name}' has no classification output, so there is no confusion matrix to plot",
+                          hint="leave out --plot")
+    plots = {}  # several classifiers: FILE-OUTPUT.png for each
+    for out in heads if plot else ():
+        path = plot if len(heads) == 1 else str(Path(plot).with_name(f"{Path(plot).stem}-{out}{Path(plot).suffix}"))
         try:
-            plot_confusion(result, plot)
+            plot_confusion({**result, **heads[out]}, path)
         except OSError as e:
-            raise DataProblem(f"cannot write {plot}: {e.strerror or e}") from None
-        result["plot"] = plot
+            raise DataProblem(f"cannot write {path}: {e.strerror or e}") from None
+        plots[out] = path
+    if plots:
+        result["plot"] = plot if len(heads) == 1 else plots
     if as_json:
         report.as_json(result)
         return
-    top5 = f", top-5 {result['top5_accuracy']:.4f}" if "top5_accuracy" in result else ""
-    report.info(f"{model}: {result['items']:,} items ({split} split), accuracy {result['accuracy']:.4f}{top5}, "
-                f"on {result['provider']} in {result['seconds']:.2f} s")
+    report.info(f"{result['model']}: {result['items']:,} items ({split} split), on {result['provider']} "
+                f"in {result['seconds']:.2f} s")
+    for out, h in heads.items():
+        top5 = f", top-5 {h['top5_accuracy']:.4f}" if "top5_accuracy" in h else ""
+        report.info("")
+        report.info(f"{out}: accuracy {h['accuracy']:.4f}{top5}")
+        report.table([{**r, **{k: f"{r[k]:.4f}" for k in ("precision", "recall", "f1")}} for r in h["per_class"]],
+                     [("class", "class"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
+                      ("support", "support")])
+        report.info("")
+        report.info(f"{out}: confusion matrix (rows: true class, columns: predicted)")
+        names = h["classes"]
+        report.table([{"true": n, **{f"c{j}": v for j, v in enumerate(row)}} for n, row in zip(names, h["confusion"])],
+                     [("true", "true")] + [(f"c{j}", n) for j, n in enumerate(names)])
     report.info("")
-    report.table([{**r, **{k: f"{r[k]:.4f}" for k in ("precision", "recall", "f1")}} for r in result["per_class"]],
-                 [("class", "class"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
-                  ("support", "support")])
-    report.info("")
-    report.info("confusion matrix (rows: true class, columns: predicted)")
-    names = result["classes"]
-    report.table([{"true": n, **{f"c{j}": v for j, v in enumerate(row)}} for n, row in zip(names, result["confusion"])],
-                 [("true", "true")] + [(f"c{j}", n) for j, n in enumerate(names)])
-    if plot:
-        report.info(f"wrote {plot}")
+    report.table([{**t, "weight": f"{t['weight']:g}", "value": "-" if t["value"] is None else f"{t['value']:.6g}"}
+                  for t in result["losses"]],
+                 [("loss", "loss"), ("output", "output"), ("target", "target"), ("weight", "weight"),
+                  ("value", "mean")])
+    report.info(f"total loss {result['loss']:.6g}")
+    for path in plots.values():
+        report.info(f"wrote {path}")
 
 
 @main.group()

@@ -31,6 +31,9 @@ MAX_SHOWN_CLASSES = 8
 _TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
                  "float64": "float64", "int64": "int64", "int32": "int32", "int8": "int8",
                  "uint8": "uint8", "bool": "bool"}
+# The largest finite value of each float type (numpy has no bfloat16: its limit is written out).
+_FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895313892515355e38,
+              "float32": float(np.finfo(np.float32).max), "float64": float(np.finfo(np.float64).max)}
 
 
 def memory_budget() -> int:
@@ -62,8 +65,12 @@ def _from_worker(text: str, name: str) -> tuple[str, str | None]:
 
 
 def load_dataset(data: str | Path | None, input_type: TensorType, target_type: TensorType | None,
-                 val_split: float = 0.2, seed: int = 0, normalize=None, n_classes: int | None = None):
+                 val_split: float = 0.2, seed: int = 0, normalize=None, n_classes: int | None = None,
+                 tensors: bool = True):
     """Return (train, val or None, info) for `data`: None (digits), a folder, `.npz` or `.csv`.
+
+    `tensors=False` gives a `.npz` or `.csv` as numpy arrays (`Named` datasets) without importing
+    torch, for ONNX Runtime; the checks are the same.
 
     `normalize` is an optional (mean, std) pair of per-channel sequences for image folders.
     `n_classes`, the width of the classifier's output, bounds the labels (checked up-front).
@@ -91,23 +98,23 @@ def load_dataset(data: str | Path | None, input_type: TensorType, target_type: T
             raise DataProblem(f"'{path}' has only one of 'x_val' and 'y_val'; give both or neither")
         train, val, classes = _in_memory(arrays["x"], arrays["y"], arrays.get("x_val"), arrays.get("y_val"),
                                          item, input_type.dtype, target_type, val_split, seed, str(path),
-                                         n_classes)
+                                         n_classes, tensors=tensors)
         return train, val, _info(str(path), train, val, classes)
     if path.suffix.lower() == ".csv" or suffixes == ".csv.gz":
         x, y, lines = read_csv(path)
         train, val, classes = _in_memory(x, y, None, None, item, input_type.dtype, target_type, val_split,
-                                         seed, str(path), n_classes, lines)
+                                         seed, str(path), n_classes, lines, tensors=tensors)
         return train, val, _info(str(path), train, val, classes)
     raise DataProblem(f"cannot read dataset '{path}': unknown file type '{path.suffix}'",
                       hint="use a folder of images in class subfolders, a .npz with x and y, or a .csv")
 
 
 def load_named(data, inputs: list[tuple[str, TensorType]], targets: list[tuple[str, TensorType]],
-               val_split: float = 0.2, seed: int = 0, n_classes: dict | None = None):
+               val_split: float = 0.2, seed: int = 0, n_classes: dict | None = None, tensors: bool = True):
     """Datasets for a network with several inputs or targets, from a `.npz` with one array per name.
 
     Items are (tuple of inputs, tuple of targets) in declared order; `NAME_val` arrays, when given
-    for every name, make the validation split.
+    for every name, make the validation split. `tensors=False` keeps them numpy arrays (no torch).
     """
     names = [n for n, _ in inputs] + [n for n, _ in targets]
     hint = "numpy.savez(path, " + ", ".join(f"{n}=..." for n in names) + ")"
@@ -131,9 +138,9 @@ def load_named(data, inputs: list[tuple[str, TensorType]], targets: list[tuple[s
     n_classes = n_classes or {}
 
     def build(suffix: str):
-        xs = [_fit_items(arrays[n + suffix], _item_shape(t), t.dtype, f"{path} ({n + suffix})")
+        xs = [_fit_items(arrays[n + suffix], _item_shape(t), t.dtype, f"{path} ({n + suffix})", tensors=tensors)
               for n, t in inputs]
-        ys = [_targets(arrays[n + suffix], t, f"{path} ({n + suffix})", n_classes.get(n))
+        ys = [_targets(arrays[n + suffix], t, f"{path} ({n + suffix})", n_classes.get(n), tensors=tensors)
               for n, t in targets]
         sizes = {n + suffix: len(a) for n, a in zip(names, xs + ys)}
         if len(set(sizes.values())) != 1:
@@ -267,12 +274,10 @@ def class_indices(y, where: str, n_classes: int | None, lines=None) -> np.ndarra
     return y.astype(np.int64)
 
 
-def _targets(y: np.ndarray, target_type: TensorType, where: str, n_classes: int | None = None, lines=None):
+def _targets(y: np.ndarray, target_type: TensorType, where: str, n_classes: int | None = None, lines=None,
+             tensors: bool = True):
     """Labels as the declared target: class indices, or one-hot rows for a [N, C] float target."""
-    import torch
-
     t_item = target_type.shape[1:] if target_type.rank >= 1 else ()
-    dtype = getattr(torch, _TORCH_DTYPES[target_type.dtype])
     y = np.asarray(y)
     if y.dtype.kind in "USOc" or (y.dtype.kind == "f" and not target_type.dtype.startswith(("float", "bfloat"))):
         y = class_indices(y, where, n_classes, lines)
@@ -282,29 +287,42 @@ def _targets(y: np.ndarray, target_type: TensorType, where: str, n_classes: int 
         elif y.dtype.kind == "f" and not np.isfinite(y).all():
             i = int(np.argmax(~np.isfinite(y.reshape(len(y), -1)).all(axis=1)))
             raise DataProblem(f"{_where(where, i, lines)}: the target holds NaN or infinity")
-        return torch.as_tensor(y).to(dtype)
+        return _as(y, target_type.dtype, tensors)
     if y.ndim == 1 and len(t_item) == 1 and isinstance(t_item[0], int) and target_type.dtype.startswith(("float", "bfloat")):
         y = class_indices(y, where + ": to make one-hot targets of " + target_type.full(), t_item[0], lines)
-        return torch.nn.functional.one_hot(torch.as_tensor(y, dtype=torch.long), t_item[0]).to(dtype)
+        return _as(np.eye(t_item[0], dtype=np.float32)[y], target_type.dtype, tensors)
     raise DataProblem(f"{where}: targets of shape {_fmt(y.shape[1:])} per item do not fit the "
                       f"declared target {target_type.full()}")
 
 
 # ---------------------------------------------------------------- in-memory arrays
 
-def _in_memory(x, y, x_val, y_val, item, dtype, target_type, val_split, seed, where, n_classes, lines=None):
-    from torch.utils.data import TensorDataset
+def _as(a: np.ndarray, dtype: str, tensors: bool):
+    """An array as the declared dtype: a torch tensor for training, else numpy (bfloat16 as float32)."""
+    if not tensors:
+        return a.astype("float32" if dtype == "bfloat16" else dtype, copy=False)
+    import torch
+    return torch.as_tensor(a).to(getattr(torch, _TORCH_DTYPES[dtype]))
 
-    x = _fit_items(x, item, dtype, where, lines)
-    y = _targets(y, target_type, where, n_classes, lines)
+
+def _in_memory(x, y, x_val, y_val, item, dtype, target_type, val_split, seed, where, n_classes, lines=None,
+               tensors: bool = True):
+    if tensors:
+        from torch.utils.data import TensorDataset
+    else:
+        def TensorDataset(x, y):  # noqa: N802 - the same shape of dataset, as numpy arrays
+            return Named([x], [y])
+
+    x = _fit_items(x, item, dtype, where, lines, tensors)
+    y = _targets(y, target_type, where, n_classes, lines, tensors)
     if len(x) != len(y):
         raise DataProblem(f"{where}: {len(x)} inputs but {len(y)} labels")
     if len(x) == 0:
         raise DataProblem(f"{where}: the dataset is empty")
     classes = _class_names(y, target_type, n_classes)
     if x_val is not None:
-        xv = _fit_items(x_val, item, dtype, where + " (x_val)")
-        yv = _targets(y_val, target_type, where + " (y_val)", n_classes)
+        xv = _fit_items(x_val, item, dtype, where + " (x_val)", tensors=tensors)
+        yv = _targets(y_val, target_type, where + " (y_val)", n_classes, tensors=tensors)
         if len(xv) != len(yv):
             raise DataProblem(f"{where}: {len(xv)} validation inputs but {len(yv)} labels")
         return TensorDataset(x, y), TensorDataset(xv, yv), classes
@@ -316,16 +334,15 @@ def _in_memory(x, y, x_val, y_val, item, dtype, target_type, val_split, seed, wh
 def _class_names(y, target_type: TensorType, n_classes: int | None) -> list[str] | None:
     if n_classes is not None:
         return [str(i) for i in range(n_classes)]
-    if y.dtype.is_floating_point or y.dim() != 1 or not len(y):
+    floating = y.is_floating_point() if hasattr(y, "is_floating_point") else y.dtype.kind == "f"
+    if floating or y.ndim != 1 or not len(y):
         return None
     top = int(y.max())
     return [str(i) for i in range(top + 1)] if top < 100_000 else None
 
 
-def _fit_items(x: np.ndarray, item, dtype: str, where: str, lines=None):
+def _fit_items(x: np.ndarray, item, dtype: str, where: str, lines=None, tensors: bool = True):
     """Arrays whose items already have the declared shape, or flat rows of the same size."""
-    import torch
-
     x = np.asarray(x)
     if x.ndim < 1:
         raise DataProblem(f"{where}: expected an array of examples, got a scalar")
@@ -347,14 +364,13 @@ def _fit_items(x: np.ndarray, item, dtype: str, where: str, lines=None):
             value = bad[~np.isfinite(bad)][0]
             raise DataProblem(f"{_where(where, i, lines)}: the input holds {value}",
                               hint="fix or drop that item: NaN or infinity in the data makes the loss NaN")
-    target = getattr(torch, _TORCH_DTYPES[dtype])
-    if target.is_floating_point and x.dtype.kind == "f" and len(x):
+    if dtype in _FLOAT_MAX and x.dtype.kind == "f" and len(x):
         big = float(np.abs(x).max())
-        limit = float(torch.finfo(target).max)
+        limit = _FLOAT_MAX[dtype]
         if big > limit:
             raise DataProblem(f"{where}: input values reach {big:g}, past what {dtype} holds ({limit:g})",
                               hint="scale the data down (e.g. to [0, 1])")
-    return torch.as_tensor(x).to(target)
+    return _as(x, dtype, tensors)
 
 
 # ---------------------------------------------------------------- files
@@ -519,17 +535,19 @@ class ImageFolder:
         return len(self.samples)
 
     def __getitem__(self, i):
-        import torch
+        return self.item(i, tensors=True)
 
+    def item(self, i, tensors: bool = True):
+        """Item i as torch tensors (training) or numpy arrays (ONNX Runtime, without torch)."""
         path, label = self.samples[i]
         a = read_image(path, self.channels, self.height, self.width)
-        x = torch.from_numpy(a.reshape(self.height, self.width, -1)).permute(2, 0, 1).contiguous()
+        x = np.ascontiguousarray(a.reshape(self.height, self.width, -1).transpose(2, 0, 1))
         if self.normalize is not None:
-            mean, std = (torch.tensor(v, dtype=torch.float32).reshape(-1, 1, 1) for v in self.normalize)
+            mean, std = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1) for v in self.normalize)
             x = (x - mean) / std
-        x = x.to(getattr(torch, _TORCH_DTYPES[self.dtype]))
+        x = _as(x, self.dtype, tensors)
         try:
-            y = _targets(np.array([label]), self.target_type, str(path))[0]
+            y = _targets(np.array([label]), self.target_type, str(path), tensors=tensors)[0]
         except DataProblem as e:
             raise ItemProblem(e.diagnostics[0].message, hint=e.diagnostics[0].hint) from None
         return x, y

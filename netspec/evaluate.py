@@ -1,17 +1,22 @@
 """Run a compiled ONNX model in ONNX Runtime over a dataset split: accuracy, per-class scores, confusion.
 
 Everything that can be checked is checked before the first batch runs: the model's inputs and
-outputs against the spec, and the dataset's classes against the model's.
+outputs against the spec (and a run folder's class names), and the dataset's classes against the
+model's. A run folder without a model is compiled in memory from its best weights, through the
+same lowering as `netspec compile`. Every declared input and target is read by name, as `train`
+reads them; each classification output gets its own report, and every loss term is computed in
+numpy. Nothing here imports torch (the built-in digits aside, which the data module resizes with it).
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
 from .errors import DataProblem
-from .predict import model_metadata, session
+from .predict import PREFERRED_PROVIDERS, model_metadata, session
 from .spec import CLASSIFICATION_LOSSES
 
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
@@ -48,17 +53,28 @@ def check_model_fits(spec, sess, model_path: str) -> None:
             raise DataProblem(f"the model '{model_path}'{made_from} takes {_shown(name, dtype, got.shape)}, "
                               f"but {where} declares {t.full()}",
                               hint="evaluate the model with the spec (and --set values) it was compiled from")
-    out_name = spec.classifier_output
-    spec_out = dict(spec.outputs)[out_name]
     model_outputs = {o.name: o for o in sess.get_outputs()}
-    got = model_outputs.get(out_name)
-    if got is None:
-        raise DataProblem(f"the model '{model_path}'{made_from} has no output '{out_name}', which {where} "
-                          f"classifies with; its outputs: {', '.join(model_outputs)}")
-    if not _dims_agree(got.shape, spec_out.shape):
-        raise DataProblem(f"the model '{model_path}'{made_from} gives {_shown(out_name, ORT_DTYPES.get(got.type, got.type), got.shape)}, "
-                          f"but {where} declares {spec_out.full()}",
-                          hint="give the --set values (e.g. classes=...) the model was compiled with")
+    for out_name in dict.fromkeys(t.prediction for t in spec.losses):
+        spec_out = dict(spec.outputs)[out_name]
+        got = model_outputs.get(out_name)
+        if got is None:
+            raise DataProblem(f"the model '{model_path}'{made_from} has no output '{out_name}', which {where} "
+                              f"scores with a loss; its outputs: {', '.join(model_outputs)}")
+        if not _dims_agree(got.shape, spec_out.shape):
+            raise DataProblem(f"the model '{model_path}'{made_from} gives {_shown(out_name, ORT_DTYPES.get(got.type, got.type), got.shape)}, "
+                              f"but {where} declares {spec_out.full()}",
+                              hint="give the --set values (e.g. classes=...) the model was compiled with")
+
+
+def check_run_classes(meta: dict, run: dict, run_dir: str, model_path: str) -> None:
+    """A model given with a run folder must name the classes the run trained on."""
+    model_classes, run_classes = meta.get("classes"), run.get("classes")
+    if model_classes is None or run_classes is None or list(model_classes) == list(run_classes):
+        return
+    raise DataProblem(f"the model '{model_path}' names its classes {', '.join(model_classes)}, but the run "
+                      f"folder '{run_dir}' trained on {', '.join(run_classes)}",
+                      hint=f"compile this run (`netspec compile {run_dir} -o model.onnx`), or leave MODEL out "
+                           "to evaluate the run's own weights")
 
 
 def check_classes(model_classes: list[str] | None, width: int, info: dict, model_path: str) -> None:
@@ -79,13 +95,49 @@ def check_classes(model_classes: list[str] | None, width: int, info: dict, model
                           hint="evaluate on data of the model's classes, or compile with --set classes=...")
 
 
-def _arrays(ds):
-    """(inputs, labels) of a dataset as numpy arrays."""
-    tensors = getattr(ds, "tensors", None)
-    if tensors is not None:
-        return tensors[0].numpy(), tensors[1].numpy()
-    xs, ys = zip(*(ds[i] for i in range(len(ds))))
-    return np.stack([np.asarray(x) for x in xs]), np.asarray([np.asarray(y) for y in ys])
+def run_session(spec, provider: str | None = None):
+    """An ONNX Runtime session on a run folder's best weights, compiled in memory as `compile RUN` does."""
+    import onnxruntime as ort
+    from .weights import load_safetensors
+    available = ort.get_available_providers()
+    if provider is not None and provider not in available:
+        raise DataProblem(f"ONNX Runtime has no provider {provider!r} here", hint="available: " + ", ".join(available))
+    chosen = [provider] if provider else [p for p in PREFERRED_PROVIDERS if p in available]
+    path = Path(spec.run_dir) / "weights.safetensors"
+    if not path.is_file():
+        raise DataProblem(f"the run folder '{spec.run_dir}' has no weights.safetensors (the best epoch's weights)",
+                          hint="the run ended before its first epoch: train it on (`--resume`), or give "
+                               "MODEL.onnx")
+    arrays = load_safetensors(path, spec.graph)
+    bad = [k for k, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if bad:
+        raise DataProblem(f"the weights in '{path}' hold inf or NaN in {len(bad)} tensor(s), e.g. {bad[0]}: "
+                          "every prediction would be meaningless", hint="the training diverged: retrain with a lower --lr")
+    proto = spec.to_onnx(weights=arrays, metadata=spec.metadata(run=spec.run))
+    if proto.ByteSize() >= 2**31:
+        raise DataProblem(f"the model compiled from '{path}' is over 2 GB, more than ONNX Runtime reads from memory",
+                          hint=f"compile it to a file (`netspec compile {spec.run_dir} -o m.onnx --external-data`) "
+                               f"and give that: `netspec evaluate {spec.run_dir} m.onnx`")
+    try:
+        return ort.InferenceSession(proto.SerializeToString(), providers=chosen)
+    except Exception as e:  # onnxruntime's own untyped errors
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataProblem(f"ONNX Runtime cannot load the model compiled from '{path}': {first}") from None
+
+
+def _batches(ds, size: int):
+    """(inputs, targets) lists of numpy arrays, `size` items at a time, in the dataset's order."""
+    if hasattr(ds, "inputs"):  # Named: arrays already
+        for i in range(0, len(ds), size):
+            yield [x[i:i + size] for x in ds.inputs], [y[i:i + size] for y in ds.targets]
+    elif getattr(ds, "tensors", None) is not None:  # the built-in digits
+        x, y = (t.numpy() for t in ds.tensors)
+        for i in range(0, len(x), size):
+            yield [x[i:i + size]], [y[i:i + size]]
+    else:  # image folders: decoded a batch at a time
+        for i in range(0, len(ds), size):
+            xs, ys = zip(*(ds.item(j, tensors=False) for j in range(i, min(i + size, len(ds)))))
+            yield [np.stack(xs)], [np.stack(ys)]
 
 
 def scores(confusion: np.ndarray, names: list[str]) -> list[dict]:
@@ -101,56 +153,136 @@ def scores(confusion: np.ndarray, names: list[str]) -> list[dict]:
     return out
 
 
-def evaluate_onnx(spec, model_path: str, data=None, split: str = "val", provider: str | None = None,
-                  batch_size: int = 256) -> dict:
-    """Accuracy (top-5 too past 5 classes), per-class scores and the confusion matrix on a split.
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
-    The split is the one `netspec train` held out (same seed), or its training part.
-    """
-    from .data import load_dataset
-    if len(spec.inputs) != 1 or len(spec.targets) != 1:
-        raise DataProblem("evaluation reads one input and one target")
-    out_name = spec.classifier_output
-    if out_name is None:
-        raise DataProblem(f"'{spec.name}' has no classification loss ({' or '.join(CLASSIFICATION_LOSSES)}),"
-                          " so accuracy is not defined for it")
-    sess = session(model_path, [provider] if provider else None)
-    check_model_fits(spec, sess, model_path)
-    width = dict(spec.outputs)[out_name].shape[-1]
-    model_classes = model_metadata(sess).get("classes")
+
+def loss_sums(op: str, params, pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """(sum, count) of a loss term's per-element values, so that sum/count over a split is its mean."""
+    pred = pred.astype(np.float64)
+    if op in ("MSE", "L1", "BCEWithLogits"):
+        y = target.astype(np.float64)
+        if op == "MSE":
+            values = (pred - y) ** 2
+        elif op == "L1":
+            values = np.abs(pred - y)
+        else:  # torch: (1 - y) x + (1 + (pos_weight - 1) y) softplus(-x), softplus written not to overflow
+            softplus = np.maximum(-pred, 0) + np.log1p(np.exp(-np.abs(pred)))
+            pw = 1.0 if params.pos_weight is None else np.asarray(params.pos_weight, dtype=np.float64)
+            values = (1 - y) * pred + (1 + (pw - 1) * y) * softplus
+        return float(values.sum()), float(values.size)
+    if op in CLASSIFICATION_LOSSES:
+        logp = _log_softmax(pred) if op == "CrossEntropy" else pred
+        t = target.astype(np.int64)
+        kept = t != (-100 if params.ignore_index is None else params.ignore_index)
+        picked = np.take_along_axis(logp, np.expand_dims(np.where(kept, t, 0), 1), axis=1)[:, 0]
+        values = -picked
+        eps = getattr(params, "label_smoothing", 0.0)
+        if eps:
+            values = (1 - eps) * values + eps * -logp.mean(axis=1)
+        return float(values[kept].sum()), float(kept.sum())
+    raise DataProblem(f"evaluate cannot compute the loss {op}", hint="file an issue: every loss op should be here")
+
+
+def _heads(spec) -> list[tuple[str, str, int]]:
+    """(output, target, class count) for each output a classification loss reads, in loss order."""
+    outputs = dict(spec.outputs)
+    found = {}
+    for term in spec.losses:
+        if term.op in CLASSIFICATION_LOSSES and term.prediction not in found:
+            found[term.prediction] = (term.prediction, term.target, outputs[term.prediction].shape[1])
+    return list(found.values())
+
+
+def _load(spec, data, heads, normalize):
+    """(train, val, info) as numpy arrays, read by name as `train` reads them."""
+    from .data import load_dataset, load_named
     cfg = spec.train_config
-    meta_input = model_metadata(sess).get("input") or {}
+    if len(spec.inputs) == 1 and len(spec.targets) == 1:
+        return load_dataset(data, spec.inputs[0][1], spec.targets[0][1], cfg.val_split, cfg.seed,
+                            normalize=normalize, tensors=False)
+    if not spec.targets:
+        raise DataProblem(f"'{spec.name}' has no loss, so there is nothing to evaluate it against",
+                          hint="add a loss, e.g. `loss CrossEntropy(logits, label)`")
+    n_classes = {target: width for _, target, width in heads if isinstance(width, int)}
+    return load_named(data, spec.inputs, spec.targets, cfg.val_split, cfg.seed, n_classes, tensors=False)
+
+
+def evaluate_onnx(spec, model_path: str | None = None, data=None, split: str = "val", provider: str | None = None,
+                  batch_size: int = 256) -> dict:
+    """Per classification output: accuracy (top-5 too past 5 classes), per-class scores and the
+    confusion matrix; every loss term's mean. On the split `netspec train` held out (same seed),
+    or its training part. Without `model_path`, `spec` must come from a run folder: its best
+    weights are compiled in memory.
+    """
+    if model_path is None:
+        if spec.run_dir is None:
+            raise DataProblem("evaluate needs a model: give MODEL.onnx, or a run folder instead of the spec")
+        sess, shown = run_session(spec, provider), f"{spec.run_dir} (best weights, compiled in memory)"
+    else:
+        sess, shown = session(model_path, [provider] if provider else None), str(model_path)
+    check_model_fits(spec, sess, shown)
+    meta = model_metadata(sess)
+    if model_path is not None and spec.run is not None:
+        check_run_classes(meta, spec.run, spec.run_dir, shown)
+    heads = _heads(spec)
+    meta_input = meta.get("input") or {}
     normalize = (meta_input["mean"], meta_input["std"]) if meta_input.get("mean") is not None else None
-    train_ds, val_ds, info = load_dataset(data, spec.inputs[0][1], spec.targets[0][1], cfg.val_split, cfg.seed,
-                                          normalize=normalize)
-    check_classes(model_classes, width, info, model_path)
+    train_ds, val_ds, info = _load(spec, data, heads, normalize)
+    model_classes = meta.get("classes")
+    if heads:
+        check_classes(model_classes, heads[0][2], info, shown)
     ds = val_ds if split == "val" else train_ds
     if ds is None or len(ds) == 0:
         raise DataProblem("the dataset has no held-out split", hint="set val_split in the train block")
-    in_name = spec.inputs[0][0]
-    x, y = _arrays(ds)
-    if y.ndim == 2:
-        y = y.argmax(axis=1)  # one-hot targets
+
+    in_names = [n for n, _ in spec.inputs]
+    tgt_index = {n: i for i, (n, _) in enumerate(spec.targets)}
+    out_names = list(dict.fromkeys(t.prediction for t in spec.losses))
+    terms = [(t, spec.graph.nodes[name]["params"]) for t, name in zip(spec.losses, spec.graph.graph["losses"])]
+    confusion = {out: np.zeros((width, width), dtype=np.int64) for out, _, width in heads}
+    top5 = {out: 0 for out, _, _ in heads}
+    sums = [[0.0, 0.0] for _ in terms]
     start = time.perf_counter()
-    confusion = np.zeros((width, width), dtype=np.int64)
-    top5 = 0
-    for i in range(0, len(x), batch_size):
+    for xs, ys in _batches(ds, batch_size):
         try:
-            logits = sess.run([out_name], {in_name: x[i:i + batch_size]})[0]
+            got = dict(zip(out_names, sess.run(out_names, dict(zip(in_names, xs)))))
         except Exception as e:  # onnxruntime's own error types; the checks above should prevent it
-            raise DataProblem(f"ONNX Runtime failed to run '{model_path}': {str(e).splitlines()[0]}") from None
-        truth = y[i:i + batch_size].astype(np.int64)
-        np.add.at(confusion, (truth, logits.argmax(axis=1)), 1)
+            raise DataProblem(f"ONNX Runtime failed to run '{shown}': {str(e).splitlines()[0]}") from None
+        for out, target, width in heads:
+            logits, truth = got[out], ys[tgt_index[target]]
+            if truth.ndim == logits.ndim:
+                truth = truth.argmax(axis=1)  # one-hot targets
+            truth = truth.astype(np.int64).reshape(-1)
+            scores_ = np.moveaxis(logits, 1, -1).reshape(-1, width)
+            np.add.at(confusion[out], (truth, scores_.argmax(axis=1)), 1)
+            if width > 5:
+                best5 = np.argsort(-scores_, axis=1, kind="stable")[:, :5]
+                top5[out] += int((best5 == truth[:, None]).any(axis=1).sum())
+        for k, (term, params) in enumerate(terms):
+            s_, n_ = loss_sums(term.op, params, got[term.prediction], ys[tgt_index[term.target]])
+            sums[k][0] += s_
+            sums[k][1] += n_
+    seconds = time.perf_counter() - start
+
+    losses = [{"loss": t.op, "output": t.prediction, "target": t.target, "weight": t.weight,
+               "value": s_ / n_ if n_ else None} for (t, _), (s_, n_) in zip(terms, sums)]
+    result = {"model": shown, "network": spec.name, "split": split, "items": len(ds), "outputs": {},
+              "losses": losses,
+              "loss": sum(term["weight"] * term["value"] for term in losses if term["value"] is not None),
+              "seconds": seconds, "provider": sess.get_providers()[0]}
+    for out, _, width in heads:
+        m = confusion[out]
+        named = out == heads[0][0] and model_classes and len(model_classes) == width
+        names = list(model_classes) if named else [str(i) for i in range(width)]
+        head = {"accuracy": float(np.trace(m) / m.sum()), "labels": int(m.sum()), "classes": names,
+                "per_class": scores(m, names), "confusion": m.tolist()}
         if width > 5:
-            best5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]
-            top5 += int((best5 == truth[:, None]).any(axis=1).sum())
-    names = list(model_classes) if model_classes else [str(i) for i in range(width)]
-    result = {"model": str(model_path), "network": spec.name, "split": split, "items": len(x),
-              "accuracy": float(np.trace(confusion) / len(x)), "classes": names,
-              "per_class": scores(confusion, names), "confusion": confusion.tolist(),
-              "seconds": time.perf_counter() - start, "provider": sess.get_providers()[0]}
-    if width > 5:
-        result["top5_accuracy"] = top5 / len(x)
+            head["top5_accuracy"] = top5[out] / int(m.sum())
+        result["outputs"][out] = head
+    if heads:
+        result.update(result["outputs"][heads[0][0]])  # the first classifier, at the top as before
     return result
 
 

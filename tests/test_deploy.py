@@ -268,6 +268,18 @@ def test_evaluate_reports_per_class_scores_and_confusion(cats, tmp_path):
     assert "precision" in text.output and "confusion matrix" in text.output and "cat" in text.output
 
 
+def test_evaluate_a_run_of_photos_without_torch_gives_its_best_val_accuracy(cats):
+    r = _no_torch("evaluate", cats["run"], "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    best = json.loads((cats["run"] / "run.json").read_text())["best"]
+    assert out["accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-4)
+    assert out["classes"] == CLASSES and out["items"] == 4  # 20 % of 24 photos
+    # The file compiled from the run says the same about the same items.
+    with_model = json.loads(run("evaluate", cats["run"], cats["onnx"], "--json").output)
+    assert with_model["confusion"] == out["confusion"]
+
+
 def test_evaluate_top5_on_ten_classes(tmp_path):
     model = tmp_path / "lenet.onnx"
     assert run("compile", ROOT / "models/lenet5.net", "-o", model).exit_code == 0
