@@ -125,10 +125,46 @@ def read(path: Path) -> tuple[dict, dict]:
         meta = json.loads(text)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+        _check_meta(meta)
     except (OSError, SafetensorError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise DataProblem(f"cannot resume from '{path}': {e}",
                           hint="drop --resume (with --force) to start a new run") from None
     return meta, tensors
+
+
+def _is_int(v, lo: int, hi: float = float("inf")) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _check_meta(meta: dict) -> None:
+    """Refuse (ValueError) metadata that is not what `save` writes: an edited file must not resume."""
+    expected = {"network": str, "optimizer": dict, "scheduler": dict, "rng": dict, "config": dict,
+                "data_position": dict}
+    for key, kind in expected.items():
+        if key not in meta:
+            raise ValueError(f"its metadata lacks '{key}'")
+        if not isinstance(meta[key], kind):
+            raise ValueError(f"its metadata's '{key}' is not a {kind.__name__}")
+    if not _is_int(meta.get("epoch"), 1):
+        raise ValueError(f"its epoch {meta.get('epoch')!r} is not a whole number >= 1")
+    epoch = meta["epoch"]
+    if not _is_int(meta.get("bad_epochs"), 0, epoch):
+        raise ValueError(f"its bad_epochs {meta.get('bad_epochs')!r} is not a whole number in 0..{epoch}")
+    if meta.get("scaler") is not None and not isinstance(meta["scaler"], dict):
+        raise ValueError("its 'scaler' entry is not a dict")
+    if "best" not in meta:
+        raise ValueError("its metadata lacks 'best'")
+    best = meta["best"]
+    if best is not None:
+        if not isinstance(best, dict) or not _is_int(best.get("epoch"), 1, epoch) \
+                or isinstance(best.get("value"), bool) or not isinstance(best.get("value"), (int, float)) \
+                or not isinstance(best.get("metrics", {}), dict):
+            raise ValueError(f"its 'best' entry {json.dumps(best)[:80]} is not {{epoch: 1..{epoch}, value: a number, "
+                             "metrics: {...}}")
+    opt = meta["optimizer"]
+    if not isinstance(opt.get("state"), dict) or not isinstance(opt.get("param_groups"), list) \
+            or not all(isinstance(g, dict) for g in opt["param_groups"]):
+        raise ValueError("its optimizer entry lacks a state dict and a list of param_groups")
 
 
 def restore(path: Path, meta: dict, tensors: dict, model, optimizer, scheduler, scaler, network: str):

@@ -167,20 +167,37 @@ def test_ctrl_c_says_how_to_continue(tmp_path, tiny, monkeypatch):
     assert f"hint: `netspec train {tiny} --out {tmp_path / 'run'} --resume` continues the run" in r.output
 
 
-def test_edited_checkpoint_metadata(tmp_path, tiny):
-    out = tmp_path / "run"
-    train(netspec.load(tiny), out_dir=out, epochs=1, **quiet())
+def _edit_checkpoint(out, edit):
     raw = (out / "checkpoint.safetensors").read_bytes()
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + n])
     meta = json.loads(header["__metadata__"]["netspec"])
-    del meta["rng"]
+    edit(meta)
     header["__metadata__"]["netspec"] = json.dumps(meta)
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
     (out / "checkpoint.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
-    with pytest.raises(DataProblem, match="cannot resume from .*: its metadata lacks 'rng'"):
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.pop("rng"), "its metadata lacks 'rng'"),
+    (lambda m: m.pop("best"), "its metadata lacks 'best'"),
+    (lambda m: m.update(best="x"), "its 'best' entry \"x\" is not"),
+    (lambda m: m.update(best={"epoch": "x"}), "its 'best' entry .* is not"),
+    (lambda m: m.update(best={"epoch": 1}), "its 'best' entry .* is not"),
+    (lambda m: m.update(epoch=-5), "its epoch -5 is not a whole number >= 1"),
+    (lambda m: m.update(bad_epochs=7), "its bad_epochs 7 is not a whole number in 0..1"),
+    (lambda m: m.pop("data_position"), "its metadata lacks 'data_position'"),
+    (lambda m: m.update(optimizer={"state": {}}), "its optimizer entry lacks a state dict and a list of param_groups"),
+])
+def test_edited_checkpoint_metadata(tmp_path, tiny, edit, message):
+    out = tmp_path / "run"
+    train(netspec.load(tiny), out_dir=out, epochs=1, **quiet())
+    _edit_checkpoint(out, edit)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(DataProblem, match="cannot resume from .*: " + message):
         train(netspec.load(tiny), out_dir=out, epochs=2, resume=True, **quiet())
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing rewritten
 
 
 def test_checkpoint_of_another_network_is_named(tmp_path, tiny):
