@@ -376,7 +376,10 @@ def evaluate(spec, model, network, sets, data, split, provider, batch_size, as_j
     classes against the model's, before anything runs. Each classification output is reported;
     every loss term's mean is too (all a regression network gets).
     """
-    from .evaluate import evaluate_onnx, plot_confusion
+    from .evaluate import check_plot_path, evaluate_onnx, plot_confusion
+    if plot:
+        check_plot_path(plot)
+        _writable_folder(plot)
     s = _load(spec, network, sets)
     run = s.run
     if model is None and run is None:

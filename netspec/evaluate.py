@@ -286,6 +286,19 @@ def evaluate_onnx(spec, model_path: str | None = None, data=None, split: str = "
     return result
 
 
+# What matplotlib writes on every install (no optional backends needed).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".eps", ".ps")
+
+
+def check_plot_path(path) -> None:
+    """Refuse a --plot file matplotlib cannot write, before the evaluation runs."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in PLOT_SUFFIXES:
+        raise DataProblem(f"cannot draw the confusion matrix as '{path}': "
+                          f"{'no file type' if not suffix else f'{suffix} is not an image type'}",
+                          hint=f"end the file name in one of {', '.join(PLOT_SUFFIXES)}, e.g. --plot confusion.png")
+
+
 def plot_confusion(result: dict, path) -> None:
     """Write the confusion matrix as an image (rows: true class, columns: predicted)."""
     import matplotlib

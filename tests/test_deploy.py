@@ -361,3 +361,11 @@ def test_a_run_that_normalised_outside_the_network_tells_predict_to(cats, tmp_pa
     logits = session(out).run(["logits"], {"image": x})[0][0]
     p = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     assert json.loads(r.output)[0]["top"][0]["score"] == pytest.approx(p.max())
+
+
+@pytest.mark.parametrize("name, says", [("c.txt", ".txt is not an image type"), ("c", "no file type"),
+                                        ("missing/c.png", "does not exist")])
+def test_evaluate_refuses_a_plot_it_cannot_write_before_running(cats, tmp_path, name, says):
+    r = run("evaluate", CATS, *SMALL, cats["onnx"], "--data", cats["photos"], "--plot", tmp_path / name)
+    assert r.exit_code == 1 and says in r.output, r.output
+    assert "accuracy" not in r.output  # refused before the evaluation ran
