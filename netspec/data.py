@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataProblem
+from .memory import refuse_past_memory
 from .types import TensorType
 
 DIGITS = Path(__file__).parent / "data" / "digits.csv.gz"
@@ -489,6 +490,10 @@ def _digits(item, dtype, target_type, val_split, seed, n_classes):
     import torch
 
     x, y, _ = read_csv(DIGITS)
+    # The digits are resized in memory all at once: a huge declared input must not reach the allocator.
+    refuse_past_memory(len(x) * float(np.prod(item, dtype=np.float64)) * 4 * 2,
+                       f"the built-in digits resized to {_fmt(item)} per item",
+                       hint="declare a smaller input (e.g. --set size=32), or pass your own data with --data")
     images = torch.as_tensor(x / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
     notes = []
     if item == (64,):

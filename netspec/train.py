@@ -24,6 +24,7 @@ import numpy as np
 from . import checkpoint, runfolder
 from .data import Augmented
 from .errors import DataProblem, ParamProblem
+from .memory import refuse_past_memory, training_bytes
 from .runlog import RunLog, read_rows, require_tensorboard
 from .trainconfig import (TrainConfig, build_optimizer, build_scheduler, config_dict, cpu_threads, idle_cores,
                           with_overrides)
@@ -84,6 +85,9 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
             say("note: amp needs a CUDA device; training in float32")
         _seed_all(cfg.seed)
         classes_of = outputs_of_classes(spec)
+        if torch_device.type == "cpu":
+            refuse_past_memory(training_bytes(spec, cfg.batch_size), f"training {spec.name} at batch {cfg.batch_size}",
+                               hint="lower batch_size or the input size (--set), or train on a larger machine")
         train_ds, val_ds, info = load_data(spec, data, cfg, classes_of)
         check_classes(spec, data, info, classes_of, sets or {}, train_ds)
         train_ds, mix = _augmentation(spec, cfg, train_ds, classes_of)

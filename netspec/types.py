@@ -9,6 +9,8 @@ Dim = Union[int, str]
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "int8": 1,
+            "uint8": 1, "bool": 1}
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,10 @@ class TensorType:
 
     def with_dtype(self, dtype: str) -> "TensorType":
         return TensorType(dtype, self.shape)
+
+    def itemsize(self) -> int:
+        """Bytes of one element."""
+        return ITEMSIZE[self.dtype]
 
     def per_item_numel(self) -> int:
         """Elements with every symbolic dim counted as 1: per batch item, when only N is symbolic."""

@@ -475,3 +475,12 @@ def test_exact_resume_with_augmentation(tmp_path):
     plain.write_text(BN_NET.replace("epochs = 1", "epochs = 2"))
     train(netspec.load(plain), out_dir=tmp_path / "plain", **quiet())
     assert not same_weights(tmp_path / "plain" / "last.safetensors", tmp_path / "straight" / "last.safetensors")
+
+
+def test_a_batch_past_the_machines_memory_is_refused_before_anything_is_allocated(tmp_path):
+    # cats_vs_dogs checks at any size; at 100000x100000 one batch would need hundreds of terabytes.
+    r = run("train", ROOT / "examples" / "cats_vs_dogs.net", "--set", "size=100000", "--out", tmp_path / "run",
+            "--epochs", "1")
+    assert r.exit_code == 1, r.output
+    assert "needs about" in r.output and "more than this machine's" in r.output and "lower batch_size" in r.output
+    assert not (tmp_path / "run").exists()
