@@ -12,6 +12,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .errors import LimitProblem, Span, SyntaxProblem, remember_source
+from .gcpause import cycle_collection_paused
 from .sources import read_spec
 
 # Nesting of the syntax tree (a statement costs about 6 levels before its expression starts);
@@ -353,13 +354,14 @@ def parse(text: str, path: str = "<string>", start: str = "start"):
     """Parse one file's text into its top-level items (or, with start="args", call arguments)."""
     text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write one
     remember_source(path, text)
-    try:
-        tree = parser(start).parse(text)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, path, text) from None
-    _check_depth(tree, path)
-    with deep_stack():
-        return _ToAst(path, text).transform(tree)
+    with cycle_collection_paused():
+        try:
+            tree = parser(start).parse(text)
+        except UnexpectedInput as e:
+            raise _syntax_error(e, path, text) from None
+        _check_depth(tree, path)
+        with deep_stack():
+            return _ToAst(path, text).transform(tree)
 
 
 def parse_file(path: str | Path) -> list:
