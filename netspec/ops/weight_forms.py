@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 
 
-
 def transposed(ctx, local: str) -> str:
     """This layer's 2-d weight `local`, transposed: [out, in] -> [in, out], as MatMul takes it."""
     import numpy as np
