@@ -48,7 +48,7 @@ def deep_specs(folder: Path, layers: int) -> dict[str, Path]:
     repeated = folder / "deep_repeat.net"
     repeated.write_text(f"network Deep {{\n    input x: float32[N, 16]\n    output y = x -> {chain}\n}}\n",
                         encoding="utf-8")
-    return {"line by line": written, "`* n`": repeated}
+    return {"line by line": written, "repeated (* n)": repeated}
 
 
 def in_process(tmp: str) -> dict:
