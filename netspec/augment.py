@@ -20,7 +20,7 @@ from .errors import DataProblem, ParamProblem, did_you_mean
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use
 
 
 # ---------------------------------------------------------------- value checks

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
 from pydantic import ValidationError
 
+from .digraph import DiGraph
 from .errors import LimitProblem, NameProblem, ParamProblem, ShapeProblem, Span, did_you_mean
 from .graph import Ref, add_op
 from .infer import infer_node
@@ -23,7 +23,7 @@ MAX_LAYERS = 200_000
 class Scope:
     """One network body or one block instance being expanded."""
 
-    g: nx.DiGraph
+    g: DiGraph
     prefix: str  # layer-name prefix: "" in the network, "stage1.0." inside a block instance
     context: tuple  # (label, call span) of the block instantiations we are inside, for messages
     stack: tuple  # names of the blocks being expanded, for recursion checks
@@ -137,12 +137,12 @@ def add_layer(scope: Scope, name: str, op, params, inputs: list[Tensor], span: S
     return tuple(Tensor(Ref(name, k), span) for k in range(len(g.nodes[name]["types"])))
 
 
-def tensor_type(g: nx.DiGraph, t: Tensor) -> TensorType | None:
+def tensor_type(g: DiGraph, t: Tensor) -> TensorType | None:
     types = g.nodes[t.ref.node]["types"]
     return types[t.ref.port] if types else None
 
 
-def check_names(g: nx.DiGraph) -> None:
+def check_names(g: DiGraph) -> None:
     # A layer cannot also be the parent of other layers: state-dict keys would collide.
     names = set(g.nodes)
     for n in names:

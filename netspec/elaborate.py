@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import networkx as nx
-
 from . import ast
 from .builder import MAX_LAYERS, Namer, Scope, check_names
+from .digraph import DiGraph
 from .errors import (GraphProblem, LimitProblem, NameProblem, ParamProblem, ShapeProblem, Span, SyntaxProblem, clip,
                      did_you_mean)
 from .expansion import Expansion
 from .expressions import Expressions
+from .gcpause import cycle_collection_paused
 from .graph import add_input, add_output, add_target, new_graph
 from .loader import FileScope, Loader
 from .objectives import Objectives
@@ -63,14 +63,14 @@ class Elaborator(Expressions, Expansion, Objectives):
 
     # Networks ------------------------------------------------------------------------------
 
-    def network(self, path: str, name: str | None, overrides: dict[str, Override] | None = None) -> nx.DiGraph:
+    def network(self, path: str, name: str | None, overrides: dict[str, Override] | None = None) -> DiGraph:
         """Elaborate one network of a file; `overrides` replace some of its parameters."""
         g = self._walk(path, name, overrides, stubs=True)
         if self.partial:  # a large network, counted with placeholders: build it in full
             g = self._walk(path, name, overrides, stubs=False)
         return g
 
-    def _walk(self, path: str, name: str | None, overrides: dict[str, Override] | None, stubs: bool) -> nx.DiGraph:
+    def _walk(self, path: str, name: str | None, overrides: dict[str, Override] | None, stubs: bool) -> DiGraph:
         self.stubs, self.partial, self.layers, self.memo = stubs, False, 0, {}
         reset_budget()
         defs = self.loader.load(path)
@@ -394,9 +394,9 @@ def constant(key: str, text: str, origin: str):
 
 
 def elaborate_file(path: str, network: str | None = None, overrides: dict[str, Override] | None = None,
-                   loader: Loader | None = None) -> nx.DiGraph:
+                   loader: Loader | None = None) -> DiGraph:
     """Build the graph of one network of a .net file (the only one, when `network` is None)."""
-    with deep_stack():
+    with deep_stack(), cycle_collection_paused():
         try:
             return Elaborator(loader).network(path, network, overrides)
         except RecursionError:

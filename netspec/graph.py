@@ -1,4 +1,5 @@
-"""The graph IR: one `networkx.DiGraph` per network, read by every stage after `elaborate`.
+"""The graph IR: one `DiGraph` (`netspec.digraph`, a subset of networkx's interface) per network,
+read by every stage after `elaborate`.
 
 A node is keyed by its layer name (dotted, like a torch state-dict prefix: ``layer1.0.conv1``)
 and carries these attributes:
@@ -23,8 +24,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import networkx as nx
-
+from .digraph import DiGraph
 from .errors import Span
 from .types import TensorType
 
@@ -36,27 +36,27 @@ class Ref(NamedTuple):
     port: int = 0
 
 
-def new_graph(name: str, path: str) -> nx.DiGraph:
-    g = nx.DiGraph()
+def new_graph(name: str, path: str) -> DiGraph:
+    g = DiGraph()
     g.graph.update(name=name, path=path, inputs=[], outputs=[], targets=[], losses=[], train=None,
                    train_spans={})
     return g
 
 
-def add_input(g: nx.DiGraph, name: str, ttype: TensorType, span: Span | None = None) -> Ref:
+def add_input(g: DiGraph, name: str, ttype: TensorType, span: Span | None = None) -> Ref:
     g.add_node(name, kind="input", types=[ttype], span=span, args=[], context=())
     g.graph["inputs"].append(name)
     return Ref(name, 0)
 
 
-def add_target(g: nx.DiGraph, name: str, ttype: TensorType | None, span: Span | None = None) -> Ref:
+def add_target(g: DiGraph, name: str, ttype: TensorType | None, span: Span | None = None) -> Ref:
     """A tensor the dataset provides; its type may be left for the loss to infer."""
     g.add_node(name, kind="target", types=[ttype] if ttype else None, span=span, args=[], context=())
     g.graph["targets"].append(name)
     return Ref(name, 0)
 
 
-def add_op(g: nx.DiGraph, name: str, op: str, params, args: list[Ref], span: Span | None = None,
+def add_op(g: DiGraph, name: str, op: str, params, args: list[Ref], span: Span | None = None,
            param_spans: dict | None = None, context: tuple = (), kind: str = "op",
            weight: float = 1.0) -> str:
     if name in g:
@@ -70,21 +70,15 @@ def add_op(g: nx.DiGraph, name: str, op: str, params, args: list[Ref], span: Spa
     return name
 
 
-def add_output(g: nx.DiGraph, name: str, ref: Ref, span: Span | None = None) -> None:
+def add_output(g: DiGraph, name: str, ref: Ref, span: Span | None = None) -> None:
     g.graph["outputs"].append((name, ref, span))
 
 
-def type_of(g: nx.DiGraph, ref: Ref) -> TensorType:
+def type_of(g: DiGraph, ref: Ref) -> TensorType:
     return g.nodes[ref.node]["types"][ref.port]
 
 
-def layers(g: nx.DiGraph) -> list[str]:
+def layers(g: DiGraph) -> list[str]:
     """The op nodes (not inputs, targets or losses) in a deterministic topological order."""
-    return [n for n in nx.lexicographical_topological_sort(g, key=_order_key(g))
-            if g.nodes[n]["kind"] == "op"]
-
-
-def _order_key(g: nx.DiGraph):
-    # Insertion order keeps the generated code and the ONNX node list in spec order.
-    index = {n: i for i, n in enumerate(g.nodes)}
-    return lambda n: f"{index[n]:09d}"
+    # Ties go to insertion order, which keeps the generated code and the ONNX node list in spec order.
+    return [n for n in g.topological_order() if g.nodes[n]["kind"] == "op"]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
+from .digraph import CycleError, DiGraph
 from .errors import GraphProblem, LimitProblem, OpError, ShapeProblem
 from .graph import Ref, layers, type_of
 from .ops import get_op, param_count
@@ -18,7 +17,7 @@ def _notes(node: dict) -> tuple:
     return tuple((f"in block {label}, used here", span) for label, span in reversed(ctx[-4:]))
 
 
-def _fail(g: nx.DiGraph, name: str, err: OpError, cls=ShapeProblem):
+def _fail(g: DiGraph, name: str, err: OpError, cls=ShapeProblem):
     node = g.nodes[name]
     span = node.get("param_spans", {}).get(err.param) or node["span"]
     ins = [type_of(g, r) for r in node["args"] if g.nodes[r.node]["types"]]
@@ -29,12 +28,12 @@ def _fail(g: nx.DiGraph, name: str, err: OpError, cls=ShapeProblem):
     raise cls(msg, span, err.hint, notes=_notes(node))
 
 
-def infer(g: nx.DiGraph) -> nx.DiGraph:
+def infer(g: DiGraph) -> DiGraph:
     """Fill every node's `types`, raising a located error at the first rule broken."""
     try:
-        order = list(nx.topological_sort(g))
-    except nx.NetworkXUnfeasible:
-        cycle = nx.find_cycle(g)
+        order = g.topological_order()
+    except CycleError:
+        cycle = g.find_cycle()
         first = g.nodes[cycle[0][0]]
         raise GraphProblem("the connections form a cycle: " + " -> ".join(u for u, _ in cycle)
                            + f" -> {cycle[0][0]}", first.get("span")) from None
@@ -55,7 +54,7 @@ def infer(g: nx.DiGraph) -> nx.DiGraph:
     return g
 
 
-def infer_node(g: nx.DiGraph, name: str) -> None:
+def infer_node(g: DiGraph, name: str) -> None:
     """Run one node's shape rule (its inputs are typed), raising a located error."""
     node = g.nodes[name]
     op = get_op(node["op"])
@@ -88,7 +87,7 @@ def infer_node(g: nx.DiGraph, name: str) -> None:
 _SHAPES: dict = {}
 
 
-def _infer_target(g: nx.DiGraph, node: dict, op, p) -> None:
+def _infer_target(g: DiGraph, node: dict, op, p) -> None:
     pred, target = node["args"][0], node["args"][1]
     tnode = g.nodes[target.node]
     if tnode["kind"] == "target" and not tnode["types"]:
@@ -98,7 +97,7 @@ def _infer_target(g: nx.DiGraph, node: dict, op, p) -> None:
             raise ShapeProblem(f"{node['op']}: {e.message}", node["span"], e.hint) from None
 
 
-def _check_losses(g: nx.DiGraph) -> None:
+def _check_losses(g: DiGraph) -> None:
     outputs = {ref for _, ref, _ in g.graph["outputs"]}
     for name in g.graph["losses"]:
         node = g.nodes[name]
@@ -111,7 +110,7 @@ def _check_losses(g: nx.DiGraph) -> None:
             raise ShapeProblem(f"{node['op']} should give a scalar, got {t}", node["span"])
 
 
-def summary(g: nx.DiGraph) -> list[dict]:
+def summary(g: DiGraph) -> list[dict]:
     """One row per layer: name, op, output shape, trainable parameters, MACs and element-wise ops per item."""
     rows = []
     for name in layers(g):
@@ -125,6 +124,6 @@ def summary(g: nx.DiGraph) -> list[dict]:
     return rows
 
 
-def total_parameters(g: nx.DiGraph) -> int:
+def total_parameters(g: DiGraph) -> int:
     return sum(r["parameters"] for r in summary(g))
 

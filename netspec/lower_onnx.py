@@ -7,11 +7,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .digraph import DiGraph
 from .errors import DataProblem, OpError, ShapeProblem
 from .fold import Derived, Tensor, drop_identities, dtype_of, fold_batchnorm, materialize, shape_of
 from .graph import Ref, layers, type_of
@@ -204,7 +204,7 @@ class LoweredModel:
         return model
 
 
-def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
+def to_onnx(g: DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
             include_losses: bool = False, metadata: dict[str, str] | None = None,
             fold: bool = True) -> onnx.ModelProto:
     """An ONNX model computing the network's outputs (and its total loss, if asked) from its inputs.
@@ -219,7 +219,7 @@ def to_onnx(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_
     return lower(g, weights, opset, include_losses, metadata, fold).to_proto()
 
 
-def lower(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
+def lower(g: DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
           include_losses: bool = False, metadata: dict[str, str] | None = None,
           fold: bool = True) -> LoweredModel:
     """`to_onnx`'s model with its tensors still arrays, to be written by `save` one at a time."""
@@ -291,7 +291,7 @@ def lower(g: nx.DiGraph, weights: dict[str, np.ndarray], opset: int = DEFAULT_OP
     return LoweredModel(model, em.inits)
 
 
-def _intermediate_types(g: nx.DiGraph, values: dict[Ref, str], inputs, outputs) -> list[onnx.ValueInfoProto]:
+def _intermediate_types(g: DiGraph, values: dict[Ref, str], inputs, outputs) -> list[onnx.ValueInfoProto]:
     """netspec's inferred type of every layer result that is not a graph input or output.
 
     A viewer (Netron) shows these shapes on the edges; ONNX's strict shape inference checks them
@@ -308,11 +308,11 @@ def _intermediate_types(g: nx.DiGraph, values: dict[Ref, str], inputs, outputs) 
     return out
 
 
-def _graph_name(g: nx.DiGraph) -> str:
+def _graph_name(g: DiGraph) -> str:
     return g.graph.get("name") or "network"
 
 
-def _emit_losses(g: nx.DiGraph, em: _Emitter, values: dict[Ref, str]) -> onnx.ValueInfoProto:
+def _emit_losses(g: DiGraph, em: _Emitter, values: dict[Ref, str]) -> onnx.ValueInfoProto:
     """Add every loss term and their weighted sum, output as `loss`."""
     terms = []
     for name in g.graph["losses"]:

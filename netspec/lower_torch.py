@@ -6,10 +6,10 @@ import keyword
 import operator
 import re
 
-import networkx as nx
 import torch
 from torch import fx, nn
 
+from .digraph import DiGraph
 from .graph import Ref, layers, type_of
 from .ops import Attr, Call, get_op
 
@@ -22,12 +22,12 @@ def _ident(name: str) -> str:
     return s
 
 
-def _ins(g: nx.DiGraph, name: str):
+def _ins(g: DiGraph, name: str):
     node = g.nodes[name]
     return [type_of(g, r) for r in node["args"]]
 
 
-def to_module(g: nx.DiGraph) -> fx.GraphModule:
+def to_module(g: DiGraph) -> fx.GraphModule:
     """Build the fx graph by hand, one call per layer, so forward has no interpretation overhead."""
     graph = fx.Graph()
     modules: dict[str, nn.Module] = {}
@@ -120,7 +120,7 @@ class LossModule(nn.Module):
         return total, values
 
 
-def loss_module(g: nx.DiGraph) -> LossModule:
+def loss_module(g: DiGraph) -> LossModule:
     """The spec's losses as one module; each reads a network output and a target."""
     by_ref: dict[Ref, str] = {}
     for out_name, ref, _ in g.graph["outputs"]:

@@ -3,11 +3,11 @@ named by a loss), and the validated `TrainConfig`."""
 
 from __future__ import annotations
 
-import networkx as nx
 from pydantic import ValidationError
 
 from . import ast
 from .builder import Scope, add_layer, op_params
+from .digraph import DiGraph
 from .errors import GraphProblem, NameProblem, ParamProblem, clip, did_you_mean
 from .graph import add_target
 from .ops import REGISTRY, get_op
@@ -66,7 +66,7 @@ class Objectives:
         self._count(1, s.span)
         add_layer(scope, f"loss.{k}", op, p, tensors, s.span, spans, kind="loss", weight=float(weight))
 
-    def _check_targets(self, g: nx.DiGraph) -> None:
+    def _check_targets(self, g: DiGraph) -> None:
         """An undeclared target named like another target is a typo (`lable` for `label`): a
         dataset feeds one target, so a second one would fail only at `train`."""
         declared = [t for t in g.graph["targets"] if t not in self.implicit_targets]

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import networkx as nx
-
+from .digraph import DiGraph
 from .errors import NetspecError, ParamProblem, UsageProblem
+from .gcpause import cycle_collection_paused
 from .graph import type_of
 from .types import TensorType
 
@@ -31,7 +31,7 @@ class Loss:
 class Spec:
     """One checked network: its graph, and the ways to lower it."""
 
-    graph: nx.DiGraph
+    graph: DiGraph
     # The parameter overrides it was loaded with (`--set`), as spec expressions: models record them.
     params: dict = field(default_factory=dict)
     # When loaded from a run folder (`netspec check RUN`): the folder and its run.json.
@@ -194,8 +194,9 @@ def load(target: str | Path, network: str | None = None, params: dict | None = N
         value = constant(key, v, origin) if isinstance(v, str) else _spec_value(v, origin)
         overrides[key] = Override(value, origin)
         texts[key] = v if isinstance(v, str) else _spec_literal(value)
-    g = elaborate_file(path, network or name, overrides)
-    infer(g)
+    with cycle_collection_paused():
+        g = elaborate_file(path, network or name, overrides)
+        infer(g)
     return Spec(g, texts)
 
 

@@ -19,7 +19,7 @@ from .errors import ParamProblem, did_you_mean
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built on first use
 
 
 def _no_bool(v):

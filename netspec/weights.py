@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 
+from .digraph import DiGraph
 from .errors import DataProblem
 from .graph import layers, type_of
 from .ops import WeightSpec, get_op
 
 
-def layer_weights(g: nx.DiGraph) -> dict[str, dict[str, WeightSpec]]:
+def layer_weights(g: DiGraph) -> dict[str, dict[str, WeightSpec]]:
     """Each parameter-bearing layer, in graph order, with its tensors by local name."""
     out = {}
     for name in layers(g):
@@ -24,7 +24,7 @@ def layer_weights(g: nx.DiGraph) -> dict[str, dict[str, WeightSpec]]:
     return out
 
 
-def weight_specs(g: nx.DiGraph) -> dict[str, WeightSpec]:
+def weight_specs(g: DiGraph) -> dict[str, WeightSpec]:
     """Every tensor of the model's state, keyed `layer.local` like the torch state dict."""
     return {f"{name}.{local}": spec for name, local_specs in layer_weights(g).items()
             for local, spec in local_specs.items()}
@@ -62,7 +62,7 @@ def _draw(spec: WeightSpec, rng: np.random.Generator) -> np.ndarray:
     return a if fast else a.astype(dtype)
 
 
-def init_weights(g: nx.DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
+def init_weights(g: DiGraph, seed: int = 0) -> dict[str, np.ndarray]:
     """Fresh weights drawn with numpy from each op's declared init, without torch."""
     rng = np.random.default_rng(seed)
     return {key: _draw(spec, rng) for key, spec in weight_specs(g).items()}
@@ -85,7 +85,7 @@ def _names(keys, limit: int = 8) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def check_weights(arrays: dict[str, np.ndarray], g: nx.DiGraph, source: str) -> None:
+def check_weights(arrays: dict[str, np.ndarray], g: DiGraph, source: str) -> None:
     """Raise a DataProblem naming the keys when `arrays` does not fit the spec's weights."""
     specs = weight_specs(g)
     missing = specs.keys() - arrays.keys()
@@ -111,7 +111,7 @@ def check_weights(arrays: dict[str, np.ndarray], g: nx.DiGraph, source: str) -> 
                                "does not change the precision of weights silently")
 
 
-def load_safetensors(path, g: nx.DiGraph) -> dict[str, np.ndarray]:
+def load_safetensors(path, g: DiGraph) -> dict[str, np.ndarray]:
     """Read a safetensors file and check it holds exactly the spec's weights."""
     from safetensors.numpy import load_file
     from .data import regular_file

@@ -392,7 +392,10 @@ def test_repetition_count_must_not_be_negative(spec):
 
 # ------------------------------------------------------------------ check needs no torch
 
-def test_check_imports_neither_torch_nor_onnxruntime():
+HEAVY = ("torch", "numpy", "onnx", "onnxruntime", "networkx")  # none is needed to check a spec
+
+
+def test_check_imports_neither_torch_nor_numpy_nor_onnx():
     code = textwrap.dedent(f"""
         import sys
         from click.testing import CliRunner
@@ -400,9 +403,18 @@ def test_check_imports_neither_torch_nor_onnxruntime():
         r = CliRunner().invoke(main, ["check", {str(ROOT / "models/resnet.net:ResNet50")!r}])
         assert r.exit_code == 0, r.output
         assert "25,557,032" in r.output
-        heavy = sorted(m for m in ("torch", "onnxruntime") if m in sys.modules)
+        for other in ("transformer.net:ViT_B_16", "mobilenetv3.net:MobileNetV3_Large", "lenet5.net"):
+            r = CliRunner().invoke(main, ["check", "--brief", {str(ROOT / "models")!r} + "/" + other])
+            assert r.exit_code == 0, r.output
+        heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
         assert not heavy, heavy
     """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_import_netspec_is_light():
+    code = f"import sys, netspec; heavy = sorted(m for m in {HEAVY!r} if m in sys.modules); assert not heavy, heavy"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 

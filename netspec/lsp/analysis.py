@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import ast
 from ..errors import Diagnostic, NetspecError
+from ..gcpause import cycle_collection_paused
 from ..parse import deep_stack, parse, parse_file
 
 
@@ -24,7 +25,7 @@ class Analysis:
     path: str
     text: str
     items: list = field(default_factory=list)
-    graphs: dict = field(default_factory=dict)  # network name -> checked networkx graph
+    graphs: dict = field(default_factory=dict)  # network name -> checked graph (netspec.digraph.DiGraph)
     problems: list[Diagnostic] = field(default_factory=list)
     _index: dict = field(default_factory=dict, repr=False)
 
@@ -67,7 +68,7 @@ def analyze(path: str, text: str, buffers: dict[str, str] | None = None) -> Anal
     elaborator = Elaborator(Loader(read=read))  # one for the file: each file is parsed once, not once per network
     for name in networks or [None]:
         try:
-            with deep_stack():
+            with deep_stack(), cycle_collection_paused():
                 g = elaborator.network(path, name)
                 infer(g)
             result.graphs[name] = g

@@ -1,6 +1,8 @@
 """All ops, registered on import; `REGISTRY` maps an op's name to its class.
 
 Every module in this package except `registry` defines ops, so adding a file is enough.
+Ops import numpy and torch inside the rules that need them (ONNX lowering, torch modules):
+`netspec check` imports this package and must not pay for either.
 """
 
 import importlib

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 from typing_extensions import Annotated
 
@@ -16,6 +15,7 @@ from .registry import Call, Float, Int, Op, Params, WeightSpec, register
 
 def scalar(ctx, value: float, like: str, like_type: TensorType) -> str:
     """A scalar constant in `like`'s float dtype (CastLike covers float16 and bfloat16)."""
+    import numpy as np
     c = ctx.const(np.array(value, dtype=np.float32), "k")
     if like_type.dtype == "float32":
         return c
@@ -304,6 +304,7 @@ class PReLU(Elementwise):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         slope = ctx.weight("weight")
         x = ctx.in_types[0]
         if ctx.params.per_channel:

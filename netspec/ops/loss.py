@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 from pydantic import Field
 from typing_extensions import Annotated
 
@@ -100,6 +99,7 @@ class CrossEntropy(_ClassIndex):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         p, pred_type = ctx.params, ctx.in_types[0]
         (logp,) = ctx.node("LogSoftmax", [ctx.inputs[0]], axis=1)
         eps = p.label_smoothing
@@ -219,6 +219,7 @@ class BCEWithLogits(_SameShape):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         p, (x, y), t = ctx.params, ctx.inputs, ctx.in_types[0]
         one = scalar(ctx, 1.0, x, t)
         # softplus(-x) = log(1 + exp(-x)), in the form that never overflows: max(-x, 0) + log(1 + exp(-|x|)).

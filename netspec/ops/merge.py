@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 from pydantic import Field, field_validator
 from typing_extensions import Annotated
 
@@ -172,6 +171,7 @@ class Stack(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         axes = ctx.const(np.array([ctx.params.dim], dtype=np.int64), "axes")
         parts = [ctx.node("Unsqueeze", [x, axes])[0] for x in ctx.inputs]
         ctx.node("Concat", parts, ctx.outputs, axis=ctx.params.dim)
@@ -229,6 +229,7 @@ class Split(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         axis, sizes = Split._sizes(ctx.params, ctx.in_types[0])
         ctx.node("Split", [ctx.inputs[0], ctx.const(np.array(sizes, dtype=np.int64), "split")], ctx.outputs,
                  axis=axis)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from pydantic import Field
 from typing_extensions import Annotated
 
@@ -51,6 +50,7 @@ class _BatchNorm(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         p = ctx.params
         if p.affine:
             scale, bias = ctx.weight("weight"), ctx.weight("bias")
@@ -120,6 +120,7 @@ class LayerNorm(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         p = ctx.params
         inputs = [ctx.inputs[0]]
         if p.elementwise_affine:
@@ -175,6 +176,7 @@ class GroupNorm(Op):
     def onnx(ctx):
         # Opset 17 has no GroupNormalization (and opset 18's scales per group, not per channel):
         # normalize [N, G, C/G * spatial] with InstanceNormalization, then apply the channel affine.
+        import numpy as np
         p = ctx.params
         x, t = ctx.inputs[0], ctx.in_types[0]
         g = p.groups

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from ..errors import OpError
 from .registry import Op, Params, PosInt, NonNegInt, check_rank, register, static_dim
@@ -108,6 +107,7 @@ class _MaxPool(_Pool):
 
     @classmethod
     def onnx(cls, ctx):
+        import numpy as np
         k, s, pad, d = cls._geometry(ctx.params)
         pads, ceil = cls._onnx_pads(ctx, k, s, pad, d)
         x = ctx.inputs[0]
@@ -131,6 +131,7 @@ class _AvgPool(_Pool):
 
     @classmethod
     def onnx(cls, ctx):
+        import numpy as np
         p = ctx.params
         k, s, pad, d = cls._geometry(p)
         pads, ceil = cls._onnx_pads(ctx, k, s, pad, d)
@@ -154,6 +155,7 @@ class _AvgPool(_Pool):
 
         For pads of a kernel or more, which ONNX Runtime refuses; needs static spatial sizes.
         """
+        import numpy as np
         sizes = [static_dim(ctx.in_types[0], 2 + i, "spatial size") for i in range(cls.nd)]
         counts = None
         for i in range(cls.nd):
@@ -222,6 +224,7 @@ class AvgPool1d(_AvgPool):
 
 def _adaptive_weights(n: int, o: int) -> np.ndarray:
     """[o, n] averaging weights of torch's adaptive windows [floor(i*n/o), ceil((i+1)*n/o))."""
+    import numpy as np
     w = np.zeros((o, n), dtype=np.float32)
     for i in range(o):
         start, end = i * n // o, -(-(i + 1) * n // o)
@@ -250,6 +253,7 @@ class AdaptiveAvgPool2d(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         out = _tup(ctx.params.output_size, 2)
         if out == (1, 1):
             ctx.node("GlobalAveragePool", ctx.inputs, ctx.outputs)

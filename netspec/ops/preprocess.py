@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
 from pydantic import Field, model_validator
 from typing_extensions import Annotated
 
@@ -64,6 +63,7 @@ class Normalize(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         p, x = ctx.params, ctx.in_types[0]
         shape = (1, len(p.mean)) + (1,) * (x.rank - 2)
         dtype = {"float16": np.float16, "float64": np.float64}.get(x.dtype, np.float32)

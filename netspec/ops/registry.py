@@ -25,10 +25,10 @@ that the dataset must provide, used when the spec does not declare it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from typing_extensions import Annotated
 
@@ -39,7 +39,8 @@ from ..types import TensorType
 class Params(BaseModel):
     """Base of every op's parameter schema: unknown names are refused, values are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # defer_build: a schema is built when its op is first used, not for every op at import.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, defer_build=True)
 
 
 def _no_bool(v):
@@ -85,7 +86,7 @@ class WeightSpec:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape) if self.shape else 1
 
 
 class OnnxContext:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 from typing_extensions import Annotated
 
@@ -67,6 +66,7 @@ class Upsample(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         p, x = ctx.params, ctx.inputs[0]
         if p.size is not None:
             (lead,) = ctx.node("Shape", [x], end=2)  # N and C, which may be symbolic

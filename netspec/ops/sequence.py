@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 
-import numpy as np
 from pydantic import Field, model_validator
 from typing_extensions import Annotated
 
@@ -164,6 +163,7 @@ class MultiHeadAttention(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         from onnx import numpy_helper
         p, q_type = ctx.params, ctx.in_types[0]
         e = q_type.shape[2]
@@ -227,6 +227,7 @@ def _scaled_rows(w, *, rows: slice, e: int, scale: float):
     A 2-d weight comes out transposed, [E, rows], as MatMul takes it. Scaling q's projection
     instead of the scores (Q K^T / sqrt(d) = (Q / sqrt(d)) K^T) saves a node per attention.
     """
+    import numpy as np
     out = np.array(w[rows], dtype=w.dtype)
     if rows.start < e:
         out[:e - rows.start] *= np.asarray(scale, dtype=w.dtype)
@@ -239,6 +240,7 @@ def _packed_projection(ctx, x: str, e: int, scale: float) -> list[str]:
     One [N, L, 3E] product, reshaped to [N, L, 3h, d] and split into three along the heads: the
     form ONNX Runtime's own optimizer ends with, written directly.
     """
+    import numpy as np
     p = ctx.params
     if ctx.fold:
         fn = functools.partial(_scaled_rows, rows=slice(0, 3 * e), e=e, scale=scale)
@@ -363,6 +365,7 @@ class _Recurrent(Op):
 
     @classmethod
     def onnx(cls, ctx):
+        import numpy as np
         p = ctx.params
         dirs = ("", "_reverse")[:2 if p.bidirectional else 1]
         (x,) = ctx.inputs

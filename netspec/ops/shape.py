@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from pydantic import Field, field_validator
 from typing_extensions import Annotated
 
@@ -24,6 +23,7 @@ def _axis(dim: int, rank: int, param: str, x: TensorType) -> int:
 def onnx_reshape(ctx, x: str, in_type: TensorType, out_shape: tuple[Dim, ...], source: dict[int, int],
                  output: list[str] | None = None) -> str:
     """Emit a Reshape of `x` to `out_shape`; `source` maps each symbolic output dim to its input dim."""
+    import numpy as np
     symbolic = [j for j, d in enumerate(out_shape) if isinstance(d, str)]
     if all(source[j] == j for j in symbolic):
         # ONNX Reshape's 0 copies the input dim at the same index: the common case of the batch.
@@ -287,6 +287,7 @@ class Unsqueeze(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         axes = ctx.const(np.array([ctx.params.dim], dtype=np.int64), "axes")
         ctx.node("Unsqueeze", [ctx.inputs[0], axes], ctx.outputs)
 
@@ -314,6 +315,7 @@ class Squeeze(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         axes = ctx.const(np.array([ctx.params.dim], dtype=np.int64), "axes")
         ctx.node("Squeeze", [ctx.inputs[0], axes], ctx.outputs)
 

@@ -3,15 +3,14 @@ out-of-range bounds clamp), as ONNX Slice does."""
 
 from __future__ import annotations
 
-import numpy as np
 from pydantic import model_validator
 
 from ..errors import OpError
 from ..types import TensorType, norm_axis
 from .registry import Call, Int, Op, Params, register
 
-INT64_MAX = np.iinfo(np.int64).max
-INT64_MIN = np.iinfo(np.int64).min
+INT64_MAX = 2**63 - 1  # ONNX Slice's "to the end"
+INT64_MIN = -2**63
 
 
 def slice_tensor(x, cuts):
@@ -119,6 +118,7 @@ class Slice(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         cuts = [c for c in Slice._cuts(ctx.params, ctx.in_types[0]) if not c.full()]
         if not cuts:
             ctx.node("Identity", ctx.inputs, ctx.outputs)

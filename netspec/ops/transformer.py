@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 
 from ..errors import OpError
 from ..types import is_float, norm_axis
@@ -81,6 +80,7 @@ class ClassToken(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         p, x = ctx.params, ctx.inputs[0]
         token = ctx.weight("token")
         if ctx.in_types[0].dtype != "float32":
@@ -164,6 +164,7 @@ class Select(Op):
 
     @staticmethod
     def onnx(ctx):
+        import numpy as np
         axis = Select._axis(ctx.params, ctx.in_types[0])
         # A 0-d index makes Gather drop the axis, as torch.select does.
         index = ctx.const(np.array(ctx.params.index, dtype=np.int64), "index")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 
 def transposed(ctx, local: str) -> str:
     """This layer's 2-d weight `local`, transposed: [out, in] -> [in, out], as MatMul takes it."""
+    import numpy as np
     if ctx.fold:
         rows, cols = ctx.weight_shape(local)
         return ctx.derived(f"{local}/T", np.transpose, [local], (cols, rows))
@@ -22,12 +21,14 @@ def transposed(ctx, local: str) -> str:
 
 def reshaped(ctx, local: str, shape: tuple[int, ...]) -> str:
     """This layer's weight `local` reshaped to `shape` (static, no -1), e.g. [C] -> [C, 1, 1]."""
+    import numpy as np
     if ctx.fold:
         return ctx.derived(f"{local}/reshaped", functools.partial(np.reshape, shape=shape), [local], shape)
     return ctx.node("Reshape", [ctx.weight(local), ctx.const(np.array(shape, np.int64), "shape")])[0]
 
 
 def _stack_gates(*arrays, gates: int, order: tuple[int, ...], per_dir: int):
+    import numpy as np
     stacked = []
     for i in range(0, len(arrays), per_dir):
         parts = []
@@ -44,6 +45,7 @@ def stacked_gates(ctx, groups: list[list[str]], gates: int, order: tuple[int, ..
     `groups` holds one list of weight names per direction; `order` the ONNX gate order as
     indices into torch's.
     """
+    import numpy as np
     if ctx.fold:
         first = ctx.weight_shape(groups[0][0])
         shape = (len(groups), first[0] * len(groups[0]), *first[1:])
