@@ -85,7 +85,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     lines = ["## Training threads (`python bench/bench_train_threads.py --write`)", "",
              header(), versions("torch") + ".",
-             f"Seconds per epoch on the built-in digits (1437 training items), each network's own train block; "
+             f"Seconds per epoch on the built-in digits (its training split), each network's own train block; "
              f"the thread counts take turns, {args.runs} runs each, median (worst). \"contended\": one "
              "busy-looping process per core runs alongside. auto = the count netspec picks "
              "(one thread per 10M multiply-accumulates of a batch, up to the cores; docs/training.md).", "",
