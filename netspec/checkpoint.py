@@ -42,17 +42,25 @@ def _write_tensors(path: Path, tensors: dict, metadata: dict) -> None:
     from safetensors.torch import save_file
     with atomic_path(path) as tmp:
         try:
-            try:
-                save_file(tensors, str(tmp), metadata=metadata)
-            except RuntimeError:
-                # Tensors sharing memory (tied weights) must be written as copies.
-                save_file({k: v.clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            save_file(_unshared(tensors), str(tmp), metadata=metadata)
         except SafetensorError as e:
             # safetensors reports a full disk in its own words ("... (os error 28)"): make it an OSError.
             code = re.search(r"os error (\d+)", str(e))
             if code is None:
                 raise
             raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
+
+
+def _unshared(tensors: dict) -> dict:
+    """`tensors` as safetensors takes them: a tensor whose memory another one already uses (tied
+    weights) is copied, every other one is passed as it is, without a copy."""
+    seen: set = set()
+    out = {}
+    for k, v in tensors.items():
+        where = (v.device, v.untyped_storage().data_ptr())
+        out[k] = v.clone() if where in seen and v.numel() else v
+        seen.add(where)
+    return out
 
 
 def non_finite(state: dict) -> list[str]:

@@ -526,7 +526,11 @@ def _digits(item, dtype, target_type, val_split, seed, n_classes):
 # ---------------------------------------------------------------- image folders
 
 class ImageFolder:
-    """Images listed up-front but decoded one at a time, when the loader asks for them."""
+    """Images listed up-front but decoded one at a time, when the loader asks for them.
+
+    What is the same for every item (the dtype, the normalization constants, each class's
+    target) is made once, on first use, so an item costs little beyond its decode.
+    """
 
     def __init__(self, samples: list[tuple[Path, int]], item, dtype: str, target_type: TensorType,
                  normalize=None):
@@ -535,9 +539,33 @@ class ImageFolder:
         self.dtype = dtype
         self.target_type = target_type
         self.normalize = normalize
+        self._consts = None  # (torch dtype, mean, std), made by the process that reads items
+        self._label_targets: dict = {}
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def __getstate__(self):
+        # Workers get the plain description and make their own constants.
+        return {**self.__dict__, "_consts": None, "_label_targets": {}}
+
+    def _constants(self):
+        import torch
+        mean = std = None
+        if self.normalize is not None:
+            mean, std = (torch.tensor(v, dtype=torch.float32).reshape(-1, 1, 1) for v in self.normalize)
+        self._consts = (getattr(torch, _TORCH_DTYPES[self.dtype]), mean, std)
+        return self._consts
+
+    def _target(self, label: int, path: Path):
+        y = self._label_targets.get(label)
+        if y is None:
+            try:
+                y = _targets(np.array([label]), self.target_type, str(path))[0]
+            except DataProblem as e:
+                raise ItemProblem(e.diagnostics[0].message, hint=e.diagnostics[0].hint) from None
+            self._label_targets[label] = y
+        return y.clone()  # the caller may change its item; the cached target stays as it was
 
     def __getitem__(self, i):
         return self.item(i, tensors=True)
@@ -545,21 +573,39 @@ class ImageFolder:
     def item(self, i, tensors: bool = True):
         """Item i as torch tensors (training) or numpy arrays (ONNX Runtime, without torch)."""
         path, label = self.samples[i]
-        a = read_image(path, self.channels, self.height, self.width)
-        x = np.ascontiguousarray(a.reshape(self.height, self.width, -1).transpose(2, 0, 1))
-        if self.normalize is not None:
-            mean, std = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1) for v in self.normalize)
-            x = (x - mean) / std
-        x = _as(x, self.dtype, tensors)
-        try:
-            y = _targets(np.array([label]), self.target_type, str(path), tensors=tensors)[0]
-        except DataProblem as e:
-            raise ItemProblem(e.diagnostics[0].message, hint=e.diagnostics[0].hint) from None
-        return x, y
+        if not tensors:
+            a = read_image(path, self.channels, self.height, self.width)
+            x = np.ascontiguousarray(a.reshape(self.height, self.width, -1).transpose(2, 0, 1))
+            if self.normalize is not None:
+                mean, std = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1) for v in self.normalize)
+                x = (x - mean) / std
+            try:
+                y = _targets(np.array([label]), self.target_type, str(path), tensors=False)[0]
+            except DataProblem as e:
+                raise ItemProblem(e.diagnostics[0].message, hint=e.diagnostics[0].hint) from None
+            return _as(x, self.dtype, False), y
+        import torch
+        dtype, mean, std = self._consts or self._constants()
+        a = read_image_uint8(path, self.channels, self.height, self.width)
+        # One float tensor per item: converted and laid out CHW in one copy, then scaled in place
+        # (x / 255 in float32, bitwise what numpy's float32 division gives).
+        chw = np.empty((self.channels, self.height, self.width), dtype=np.float32)
+        np.copyto(chw, a.reshape(self.height, self.width, -1).transpose(2, 0, 1))  # PIL's array is read-only
+        x = torch.from_numpy(chw).div_(255.0)
+        if mean is not None:
+            x.sub_(mean).div_(std)
+        if dtype is not torch.float32:
+            x = x.to(dtype)
+        return x, self._target(label, path)
 
 
 def read_image(path: Path, channels: int, height: int, width: int) -> np.ndarray:
     """One image as float32 HxW(xC) in [0, 1], converted and resized; an ItemProblem when unreadable."""
+    return np.asarray(read_image_uint8(path, channels, height, width), dtype=np.float32) / 255.0
+
+
+def read_image_uint8(path: Path, channels: int, height: int, width: int) -> np.ndarray:
+    """One image as uint8 HxW(xC), converted and resized; an ItemProblem when unreadable."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -570,7 +616,7 @@ def read_image(path: Path, channels: int, height: int, width: int) -> np.ndarray
                 im = im.convert("L" if channels == 1 else "RGB")
                 if im.size != (width, height):
                     im = im.resize((width, height), Image.BILINEAR)
-                return np.asarray(im, dtype=np.float32) / 255.0
+                return np.asarray(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ItemProblem(f"cannot read image '{path}': too many pixels to decode safely ({e})",
                           hint="shrink the image, or remove it") from None
@@ -651,4 +697,4 @@ def show_classes(names: list[str]) -> str:
 
 
 __all__ = ["Augmented", "load_dataset", "load_named", "split_indices", "ImageFolder", "ItemProblem", "Named", "DIGITS",
-           "read_csv", "read_npz", "read_image", "regular_file", "class_indices", "show_classes"]
+           "read_csv", "read_npz", "read_image", "read_image_uint8", "regular_file", "class_indices", "show_classes"]

@@ -87,6 +87,49 @@ def test_image_folder_grey_and_normalize(tmp_path):
     assert torch.allclose(train[1][0], torch.ones(1, 3, 3))
 
 
+@pytest.mark.parametrize("channels,normalize,dtype", [
+    (3, None, "float32"), (3, ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "float32"),
+    (1, ([0.5], [0.25]), "float32"), (3, None, "float16")])
+def test_image_folder_items_are_exactly_the_plain_formula(tmp_path, channels, normalize, dtype):
+    # Every pixel value and a resize: items equal PIL -> float32 / 255 -> CHW -> (x - mean) / std.
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        path = tmp_path / f"c{i % 2}" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+    path = tmp_path / "c0" / "all.png"
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16).repeat(3).reshape(16, 16, 3)).save(path)
+    for size in (16, 12):
+        item = TensorType(dtype, ("N", channels, size, size))
+        train, _, _ = load_dataset(tmp_path, item, LABEL, 0.0, 0, normalize=normalize)
+        for i, (p, label) in enumerate(train.samples):
+            with Image.open(p) as im:
+                im = im.convert("L" if channels == 1 else "RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.BILINEAR)
+                a = np.asarray(im, dtype=np.float32) / 255.0
+            want = torch.from_numpy(a.reshape(size, size, -1)).permute(2, 0, 1).contiguous()
+            if normalize is not None:
+                mean, std = (torch.tensor(v, dtype=torch.float32).reshape(-1, 1, 1) for v in normalize)
+                want = (want - mean) / std
+            want = want.to(getattr(torch, dtype))
+            x, y = train[i]
+            assert x.dtype == want.dtype and torch.equal(x, want)
+            assert int(y) == label
+            y += 1  # an item is the caller's: changing it changes no later item
+            assert int(train[i][1]) == label
+
+
+def test_image_folder_goes_to_workers(tmp_path):
+    for i in range(4):
+        _image(tmp_path / f"c{i % 2}" / f"{i}.png", (10 * i, 0, 0))
+    train, _, _ = load_dataset(tmp_path, f32(3, 4, 4), LABEL, 0.0, 0, normalize=([0.5] * 3, [0.5] * 3))
+    here = [train[i] for i in range(len(train))]
+    loader = torch.utils.data.DataLoader(train, batch_size=4, num_workers=1)
+    (xs, ys), = list(loader)
+    assert torch.equal(xs, torch.stack([x for x, _ in here])) and ys.tolist() == [int(y) for _, y in here]
+
+
 def test_image_folder_train_val_layout(tmp_path):
     for split, n in (("train", 3), ("val", 1)):
         for cls in ("x", "y"):
