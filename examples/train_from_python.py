@@ -2,6 +2,7 @@
 
     python examples/train_from_python.py --epochs 5
     python examples/train_from_python.py --spec examples/cats_vs_dogs.net --set classes=10 --set size=32
+    python examples/train_from_python.py --spec examples/cats_vs_dogs.net --data photos/ --epochs 3
 
 `netspec train` does all of this for you; this script shows the pieces, for when you want
 your own loop: the spec gives a plain torch module and takes the trained module back to
@@ -31,6 +32,7 @@ def parse_args(argv=None):
                    help="the .net file (FILE or FILE:NETWORK) to train; default LeNet-5")
     p.add_argument("--set", "-D", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                    help="override a network parameter, as `netspec --set` does (repeatable)")
+    p.add_argument("--data", help="a dataset as `netspec train --data` reads it (default: the built-in digits)")
     p.add_argument("--epochs", type=int, default=5, help="passes over the training set (>= 1)")
     p.add_argument("--onnx", help="also save the ONNX model here")
     args = p.parse_args(argv)
@@ -56,10 +58,12 @@ def run(args) -> None:
     classes = dict(spec.outputs)[spec.classifier_output].shape[1]
     print(f"{spec.name}: {spec.parameters:,} parameters, input {input_name}: {input_type.full()}")
 
-    # The built-in digits, resized to the declared input; 20% held out with a seeded split.
-    # n_classes makes the loader refuse a network with too few outputs for the digits' 10 classes.
-    train_set, val_set, info = load_dataset(None, input_type, target_type, val_split=0.2, seed=0,
+    # The data (by default the built-in digits, resized to the declared input); 20% held out with a
+    # seeded split. n_classes makes the loader refuse a network with too few outputs for its classes.
+    train_set, val_set, info = load_dataset(args.data, input_type, target_type, val_split=0.2, seed=0,
                                             n_classes=classes)
+    if val_set is None:
+        raise NetspecError(f"{info['source']}: too few items to hold any out for validation")
     loader = torch.utils.data.DataLoader(train_set, batch_size=64, shuffle=True)
 
     model = spec.to_torch()  # a torch.fx.GraphModule: an ordinary nn.Module
@@ -76,7 +80,9 @@ def run(args) -> None:
         print(f"epoch {epoch + 1}/{args.epochs}  train_loss {total / len(train_set):.4f}")
 
     # Validation set as plain arrays, for both runtimes.
-    x_val, y_val = (t.numpy() for t in val_set.tensors)
+    batches = list(torch.utils.data.DataLoader(val_set, batch_size=256))
+    x_val = torch.cat([x for x, _ in batches]).numpy()
+    y_val = torch.cat([y for _, y in batches]).numpy()
     model.eval()
     with torch.no_grad():
         torch_pred = model(torch.from_numpy(x_val)).argmax(dim=1).numpy()
@@ -92,8 +98,8 @@ def run(args) -> None:
     logits = session.run(None, {input_name: x_val})[0]
     onnx_pred = logits.argmax(axis=1)
 
-    print(f"PyTorch accuracy {np.mean(torch_pred == y_val):.4f} on {len(y_val)} held-out digits")
-    print(f"ONNX Runtime accuracy {np.mean(onnx_pred == y_val):.4f} on {len(y_val)} held-out digits")
+    print(f"PyTorch accuracy {np.mean(torch_pred == y_val):.4f} on {len(y_val)} held-out items")
+    print(f"ONNX Runtime accuracy {np.mean(onnx_pred == y_val):.4f} on {len(y_val)} held-out items")
     print(f"predictions agree on {np.mean(onnx_pred == torch_pred):.1%} of them")
 
 

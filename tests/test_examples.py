@@ -185,8 +185,8 @@ def test_train_from_python(tmp_path):
     r = subprocess.run([sys.executable, str(EXAMPLES / "train_from_python.py"), "--epochs", "1",
                         "--onnx", "lenet5.onnx"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    torch_acc = float(re.search(r"^PyTorch accuracy ([0-9.]+) on 359 held-out digits$", r.stdout, re.M).group(1))
-    onnx_acc = float(re.search(r"^ONNX Runtime accuracy ([0-9.]+) on 359 held-out digits$", r.stdout, re.M).group(1))
+    torch_acc = float(re.search(r"^PyTorch accuracy ([0-9.]+) on 359 held-out items$", r.stdout, re.M).group(1))
+    onnx_acc = float(re.search(r"^ONNX Runtime accuracy ([0-9.]+) on 359 held-out items$", r.stdout, re.M).group(1))
     # One epoch of LeNet-5 is far past chance (0.1) and ONNX Runtime agrees with PyTorch.
     assert onnx_acc > 0.3
     assert onnx_acc == pytest.approx(torch_acc, abs=0.01)

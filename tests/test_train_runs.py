@@ -393,6 +393,15 @@ def test_example_with_every_option(tmp_path):
     assert "ONNX Runtime accuracy" in r.stdout and (tmp_path / "cats.onnx").stat().st_size > 1000
     r = _example("--onnx", tmp_path / "no" / "such" / "m.onnx", "--epochs", "1", cwd=tmp_path)
     assert r.returncode == 1 and "cannot write --onnx" in r.stderr
+    from PIL import Image
+    for cls, colour in (("cat", (200, 120, 40)), ("dog", (40, 90, 200))):
+        (tmp_path / "photos" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (20, 20), colour).save(tmp_path / "photos" / cls / f"{i}.png")
+    r = _example("--spec", cats, "--set", "size=16", "--set", "width=2", "--data", tmp_path / "photos",
+                 "--epochs", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^ONNX Runtime accuracy [0-9.]+ on 2 held-out items$", r.stdout, re.M), r.stdout
 
 
 def test_library_warnings_are_one_line(tmp_path, tiny, monkeypatch):
