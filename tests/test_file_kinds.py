@@ -59,6 +59,14 @@ def test_compile_refuses_a_special_output_before_work_and_leaves_it(tmp_path, no
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporaries left
 
 
+def test_compile_refuses_a_special_variant_output(tmp_path):
+    out = fifo(tmp_path / "m.fp16.onnx")
+    r = run("compile", MLP, "-o", tmp_path / "m.onnx", "--float16")
+    assert r.exit_code == 1, r.output
+    assert f"'{out}' is a FIFO" in r.output and stat.S_ISFIFO(os.lstat(out).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.fp16.onnx"]  # nor was the float32 model written
+
+
 def test_graph_refuses_a_special_output(tmp_path, node):
     make, test, word = node
     out = make(tmp_path / "g.svg")
