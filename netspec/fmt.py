@@ -452,7 +452,7 @@ def net_files(paths) -> list[Path]:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(p.rglob("*.net"))
+            found = sorted(q for q in p.rglob("*.net") if q.is_file())  # a FIFO would block the read
             if not found:
                 raise DataProblem(f"{p}: no .net files in this folder")
             files += found

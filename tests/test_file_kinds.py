@@ -183,6 +183,9 @@ def test_fmt_says_a_fifo_is_not_a_regular_file(tmp_path):
     r = run("fmt", pipe)
     assert r.exit_code == 1, r.output
     assert "is a FIFO" in r.output and "not a regular file" in r.output and "no such file" not in r.output
+    (tmp_path / "ok.net").write_text("network A {\n    input x: float32[N, 4]\n    output y = x -> Linear(2)\n}\n")
+    r = run("fmt", "--check", tmp_path)  # in a folder, a FIFO is passed over, not read
+    assert r.exit_code == 0, r.output
 
 
 def test_weights_that_are_a_link_to_a_special_file_are_named_as_such(tmp_path, node):
