@@ -6,6 +6,7 @@ Exit status: 0 on success, 1 for a mistake in the user's input (spec, data, weig
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -17,6 +18,7 @@ import click
 from . import __version__, report
 from .completion import complete_network, complete_spec
 from .errors import DataProblem, NetspecError, UsageProblem
+from .file_kinds import check_input, check_output, neighbour_hint
 
 SPEC = click.argument("spec", metavar="FILE[:NETWORK]", shell_complete=complete_spec)
 
@@ -145,6 +147,7 @@ def _weights_for(s, weights: str | None, seed: int):
     path = Path(weights)
     if path.is_dir():
         path = path / "weights.safetensors"
+    check_input(path, hint="give a weights.safetensors that `netspec train` wrote, or its run folder")
     if not path.is_file():
         raise DataProblem(f"weights file '{path}' does not exist", hint=_neighbour_hint(path))
     if path.name == "checkpoint.safetensors":
@@ -175,8 +178,21 @@ def _writable_folder(out: str) -> Path:
         raise DataProblem(f"cannot write {out}: the folder '{folder}' is not writable",
                           hint="give an -o path in a folder you can write to")
     if Path(out).is_dir():
-        raise DataProblem(f"cannot write {out}: it is a folder", hint="give a file name, e.g. -o model.onnx")
+        raise DataProblem(f"cannot write {out}: it is a folder", hint="give a file name, not a folder")
+    check_output(out)
     return folder
+
+
+@contextlib.contextmanager
+def _writing(out, hint: str = "older files at the output paths are as they were"):
+    """Turn the OS refusing a write of `out` (a full disk, /proc, a read-only folder) into exit 1."""
+    try:
+        yield
+    except OSError as e:
+        # The user knows the output path, not our hidden temporaries beside it.
+        name = Path(str(e.filename or out))
+        where = out if any(part.startswith(".") for part in name.parts[-2:]) else name
+        raise DataProblem(f"cannot write {where}: {e.strerror or e}", hint=hint) from None
 
 
 def _classes_option(text: str | None) -> list[str] | None:
@@ -188,17 +204,11 @@ def _classes_option(text: str | None) -> list[str] | None:
                                  param_hint="--classes")
     return names
 def _neighbour_hint(path: Path) -> str:
-    """A did-you-mean among the files next to a missing one."""
-    import difflib
-    folder = path.parent
-    if not folder.is_dir():
-        return f"the folder '{folder}' does not exist either"
-    names = sorted(p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".pth") or p.is_dir())
-    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{folder / close[0]}'?"
-    shown = ", ".join(names[:6]) if names else "no weights files"
-    return f"'{folder}' holds: {shown}; give the weights.safetensors that `netspec train` wrote, or its folder"
+    """A did-you-mean among the weights files and run folders next to a missing one."""
+    hint = neighbour_hint(path, (".safetensors", ".pt", ".pth"), "weights files", folders=True)
+    if hint.startswith("did you mean") or "does not exist" in hint:
+        return hint
+    return f"{hint}; give the weights.safetensors that `netspec train` wrote, or its folder"
 
 
 @main.command(name="compile")
@@ -266,18 +276,11 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
         del arrays  # the model holds its own copy
     header = model if kinds else model.header
     nodes, version = len(header.graph.node), header.opset_import[0].version
-    try:
-        # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
-        with variants.staged(model, out, kinds, calibration, keep_ends_float) as written:
-            # The file is checked as a deployment would load it, before it replaces an older one.
-            from .lower_onnx import save
-            save(model, out, external_data=external_data or None, check=True)
-    except OSError as e:
-        # The user knows the output path, not our hidden temporaries beside it.
-        name = Path(str(e.filename or out))
-        where = out if any(part.startswith(".") for part in name.parts[-2:]) else name
-        raise DataProblem(f"cannot write {where}: {e.strerror or e}",
-                          hint="older files at the output paths are as they were") from None
+    # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
+    with _writing(out), variants.staged(model, out, kinds, calibration, keep_ends_float) as written:
+        # The file is checked as a deployment would load it, before it replaces an older one.
+        from .lower_onnx import save
+        save(model, out, external_data=external_data or None, check=True)
     size = variants.files_size(out)
     report.info(f"wrote {out}: {s.name}, {nodes:,} ONNX nodes, opset {version}, {s.parameters:,} "
                 f"parameters, {size / 1e6:.1f} MB (weights: {source}) in {time.perf_counter() - start:.2f} s")
@@ -461,6 +464,7 @@ def import_(source, spec, network, sets, out, strict, seed, force):
     if not target.parent.is_dir():
         raise DataProblem(f"cannot write {out}: the folder '{target.parent}' does not exist",
                           hint="create it first, or give another -o path")
+    check_output(target)
     if target.exists() and Path(source).exists() and target.resolve() == Path(source).resolve():
         raise DataProblem(f"the output {out} is the source file", hint="write the imported weights elsewhere")
     if target.exists() and not force:
@@ -472,7 +476,8 @@ def import_(source, spec, network, sets, out, strict, seed, force):
         arrays, fresh = init_arrays(s, source, log=report.info)
         drawn = init_weights(s.graph, seed=seed)
         arrays = {k: arrays.get(k, v) for k, v in drawn.items()}
-    save_safetensors(arrays, target)
+    with _writing(out, hint="an older file at the output path is as it was"):
+        save_safetensors(arrays, target)
     extra = f"; {len(fresh)} layer{'s' if len(fresh) != 1 else ''} freshly initialised (seed {seed})" if fresh else ""
     report.info(f"wrote {out}: {len(arrays)} tensors of {s.name}, {s.parameters:,} parameters{extra}")
 
@@ -563,7 +568,14 @@ def fmt(files, check, diff):
         if check or diff:
             report.note(f"would reformat {path}")
         else:
-            replace_text(path, new)
+            try:
+                with _writing(path, hint="the file is as it was"):
+                    replace_text(path, new)
+            except NetspecError as e:
+                report.error(e)
+                changed.pop()  # counted as failed, not as reformatted
+                failed += 1
+                continue
             report.note(f"reformatted {path}")
     done = "would be reformatted" if check or diff else "reformatted"
     report.note(f"{len(changed)} file{'s' * (len(changed) != 1)} {done}, {len(paths) - len(changed) - failed} "
@@ -584,8 +596,10 @@ def graph(spec, network, sets, out, depth):
     """Draw a checked network: a box per layer, edges labelled with tensor shapes, blocks as clusters."""
     from .draw import write
     start = time.perf_counter()
+    _writable_folder(out)
     s = _load(spec, network, sets)
-    path = write(s, out, depth)
+    with _writing(out, hint="an older file at the output path is as it was"):
+        path = write(s, out, depth)
     report.info(f"wrote {path}: {s.name}, {len(s.rows):,} layers in {time.perf_counter() - start:.2f} s")
 
 

@@ -26,6 +26,7 @@ from lark.exceptions import UnexpectedInput
 
 from . import parse as parse_mod
 from .errors import DataProblem, NetspecError, Span
+from .file_kinds import check_input
 
 INDENT = 4
 COMMENT_GAP = 2  # spaces between code and a trailing comment
@@ -451,12 +452,14 @@ def net_files(paths) -> list[Path]:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(p.rglob("*.net"))
+            found = sorted(q for q in p.rglob("*.net") if q.is_file())  # a FIFO would block the read
             if not found:
                 raise DataProblem(f"{p}: no .net files in this folder")
             files += found
-        elif not p.is_file():
+        elif not p.exists():
             raise DataProblem(f"{p}: no such file")
+        elif not p.is_file():
+            check_input(p, hint="give .net files or folders of them")
         else:
             files.append(p)
     return files

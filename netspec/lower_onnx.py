@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .digraph import DiGraph
 from .errors import DataProblem, OpError, ShapeProblem
+from .file_kinds import check_output
 from .fold import Derived, Tensor, drop_identities, dtype_of, fold_batchnorm, materialize, shape_of
 from .graph import Ref, layers, type_of
 from .ops import get_op
@@ -346,6 +347,7 @@ def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None
     file is read back one field at a time. The caller's model is left untouched.
     """
     path = Path(path)
+    check_output(path)
     if isinstance(model, LoweredModel):
         header = model.header
         tensors = [_ArrayTensor(name, t) for name, t in model.tensors.items()]
@@ -358,6 +360,8 @@ def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None
         # model.ByteSize() would encode the whole model just to count it.
         size = header.ByteSize() + sum(t.nbytes + len(t.name) + 11 * len(t.dims) + 32 for t in tensors)
         external_data = size >= PROTO_LIMIT
+    if external_data:
+        check_output(path.with_name(path.name + ".data"))
     # The PID in the name lets `variants.sweep_stale` remove what a killed compile left.
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     try:

@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import DataProblem
+from .file_kinds import check_input, neighbour_hint, special_kind
 
 # The suffixes netspec.data reads as images (kept equal by a test; that module is for training).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -25,8 +26,11 @@ def session(model_path, providers: list[str] | None = None):
     """An ONNX Runtime session on `providers` (in order of preference), or on the best available."""
     import onnxruntime as ort
     path = Path(model_path)
+    check_input(path, hint="give an .onnx file that `netspec compile` wrote")
     if not path.is_file():
-        raise DataProblem(f"ONNX model '{model_path}' does not exist", hint="write one with `netspec compile`")
+        near = neighbour_hint(path, (".onnx",), ".onnx files")
+        raise DataProblem(f"ONNX model '{model_path}' does not exist",
+                          hint=near if near.startswith("did you mean") else f"{near}; write one with `netspec compile`")
     available = ort.get_available_providers()
     unknown = [p for p in providers or () if p not in available]
     if unknown:
@@ -133,6 +137,8 @@ def gather(paths, problems: list[str]) -> list[Item]:
             items += [Item(p) for p in found]
         elif not path.exists():
             problems.append(f"cannot read '{path}': no such file or folder")
+        elif kind := special_kind(path):  # a FIFO or a device would block the read forever
+            problems.append(f"cannot read '{path}': it is {kind}, not a regular file")
         elif path.suffix.lower() == ".npz":
             items.append(Item(path, -1))  # expanded into rows when it is read
         else:

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import DataProblem
+from .file_kinds import check_output, special_kind
 
 FORMAT = "netspec-run-1"
 RUN_JSON = "run.json"
@@ -51,6 +52,7 @@ def atomic_path(path: Path):
     checkpoint is not first built as one more copy in memory.
     """
     path = Path(path)
+    check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -139,8 +141,9 @@ def _occupied(folder: Path) -> bool:
 def check_out(folder: Path, resume: bool, force: bool) -> None:
     """Refuse an --out that is a file, or that holds a run and neither --resume nor --force is given."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise DataProblem(f"--out '{folder}' is a file, not a folder",
+    kind = special_kind(folder, folder_ok=True) or ("a file" if folder.exists() and not folder.is_dir() else None)
+    if kind is not None:
+        raise DataProblem(f"--out '{folder}' is {kind}, not a folder",
                           hint="give a folder for the run's files (it is created if missing)")
     files = holds_run(folder)
     if files and not (resume or force):

@@ -22,6 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import DataProblem
+from .file_kinds import check_output
 from .lower_onnx import PROTO_LIMIT, save
 
 
@@ -393,6 +394,10 @@ def staged(model: onnx.ModelProto, out, kinds, calibration: np.ndarray | None = 
     if not kinds:
         yield written
         return
+    for kind in kinds:  # before the (slow) builds: a variant's path may be a FIFO or a device
+        final = variant_path(out, kind)
+        check_output(final)
+        check_output(final.with_name(final.name + ".data"))
     staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out) + "variants.", dir=out.parent))
     try:
         fp32 = None

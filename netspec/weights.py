@@ -8,6 +8,7 @@ import numpy as np
 
 from .digraph import DiGraph
 from .errors import DataProblem
+from .file_kinds import check_input
 from .graph import layers, type_of
 from .ops import WeightSpec, get_op
 
@@ -114,10 +115,9 @@ def check_weights(arrays: dict[str, np.ndarray], g: DiGraph, source: str) -> Non
 def load_safetensors(path, g: DiGraph) -> dict[str, np.ndarray]:
     """Read a safetensors file and check it holds exactly the spec's weights."""
     from safetensors.numpy import load_file
-    from .data import regular_file
     name = Path(path).name
-    if Path(path).exists():
-        regular_file(Path(path))  # a FIFO or a device would block or never end
+    # A FIFO or a device would block or never end.
+    check_input(path, hint="give a weights.safetensors that `netspec train` wrote, or its run folder")
     try:
         arrays = load_file(str(path))
     except FileNotFoundError:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataProblem
+from ..file_kinds import check_output
+from ..runfolder import atomic_path
 from .layout import Placed, layout
 from .page import to_html
 from .render import to_dot, to_png, to_svg
@@ -32,9 +34,10 @@ def write(spec, out: str | Path, depth: int | None = None) -> Path:
     if not out.parent.is_dir():
         raise DataProblem(f"cannot write {out}: the folder '{out.parent}' does not exist",
                           hint="create it first, or give another -o path")
+    check_output(out)  # before the layout, which can take a while
     view = build_view(spec, depth)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
+    # atomic_path checks `out` again and renames over it only when the drawing is whole.
+    with atomic_path(out) as tmp:
         if suffix == ".dot":
             tmp.write_text(to_dot(view), encoding="utf-8")
         else:
@@ -45,7 +48,4 @@ def write(spec, out: str | Path, depth: int | None = None) -> Path:
                 tmp.write_text(to_html(view, placed), encoding="utf-8")
             else:
                 to_png(view, placed, tmp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
