@@ -216,7 +216,7 @@ def train(spec, data=None, out_dir=None, epochs=None, batch_size=None, lr=None, 
                                              tgt_names, acc_output, acc_target, use_amp))
                 metrics["lr"] = optimizer.param_groups[0]["lr"]
                 metrics["seconds"] = round(time.perf_counter() - start, 3)
-                _check_finite(model, metrics, epoch + 1, state, cfg)
+                _check_finite(model, optimizer, metrics, epoch + 1, state, cfg)
 
                 improved = _track_best(state, metrics, cfg)
                 if improved:
@@ -309,14 +309,22 @@ def _track_best(state: dict, metrics: dict, cfg: TrainConfig) -> bool:
     return better
 
 
-def _check_finite(model, metrics: dict, epoch: int, state: dict, cfg: TrainConfig) -> None:
-    """Refuse to save a diverged epoch: weights or validation metrics with NaN or infinity."""
+def _check_finite(model, optimizer, metrics: dict, epoch: int, state: dict, cfg: TrainConfig) -> None:
+    """Refuse to save a diverged epoch: weights, optimizer state or metrics with NaN or infinity.
+
+    Adam's second moment overflows to infinity before the weights do; a resume from it is stuck.
+    """
     import math
+    import torch
     bad = checkpoint.non_finite(model.state_dict())
+    names = {id(p): n for n, p in model.named_parameters()}
+    bad += [f"{names.get(id(param), '?')} ({key})" for param, entry in optimizer.state.items()
+            for key, v in entry.items() if torch.is_tensor(v) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
     nan_metrics = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if not bad and not nan_metrics:
         return
-    what = (f"{len(bad)} weight tensor(s) hold NaN or infinity ({', '.join(bad[:4])})" if bad
+    what = (f"{len(bad)} weight or optimizer tensor(s) hold NaN or infinity ({', '.join(bad[:4])})" if bad
             else f"{', '.join(nan_metrics)} is {metrics[nan_metrics[0]]}")
     raise DataProblem(f"training diverged at epoch {epoch}: {what}; this epoch is not saved",
                       hint=f"lower the learning rate (it is {cfg.lr:g}; try --lr {cfg.lr / 10:g}) or set "
@@ -343,11 +351,13 @@ def _write(out: Path, runlog: RunLog, run: dict, state: dict, due: bool, model, 
             model_state = checkpoint.cpu_view(model)  # written at once: no copy needed
             meta = checkpoint.save(out, network, model_state, best_state if keep_best else None, optimizer,
                                    scheduler, scaler, config_dict(cfg), state)
+            # The checkpoint is the truth: from here `--resume` continues from this epoch, and remakes
+            # the files below from it if writing them fails.
+            state["saved"] = state["epoch"]
             tensors = {f"model.{k}": v for k, v in model_state.items()}
             if keep_best:
                 tensors.update({f"best.{k}": v for k, v in best_state.items()})
             checkpoint.derive(out, meta, tensors, cfg.keep)
-            state["saved"] = state["epoch"]
         run["best"] = state["best"]
         if run["spec"]["text"] is not None:
             atomic_write(out / runfolder.SPEC_COPY, run["spec"]["text"].encode("utf-8"))

@@ -268,3 +268,13 @@ def test_weights_file_names_the_right_one(tmp_path, tiny):
     _user_error(r, "is the training checkpoint", f"give {out / 'weights.safetensors'} (the best epoch)")
     r = run("compile", tiny, "--weights", out / "weigths.safetensors", "-o", tmp_path / "m.onnx")
     _user_error(r, "does not exist", f"did you mean '{out / 'weights.safetensors'}'?")
+
+
+def test_an_optimizer_state_past_float32_is_divergence_too(tmp_path, tiny):
+    # At lr 1e6 the weights stay finite for an epoch, but Adam's second moment overflows: a
+    # checkpoint of it could never be resumed usefully, so it is not saved.
+    out = tmp_path / "run"
+    lenet = Path(__file__).resolve().parent.parent / "models" / "lenet5.net"
+    r = run("train", lenet, "--lr", "1e6", "--epochs", "1", "--out", out)
+    _user_error(r, "training diverged", "(exp_avg_sq)")
+    assert not (out / "checkpoint.safetensors").exists()

@@ -493,3 +493,22 @@ def test_a_batch_past_the_machines_memory_is_refused_before_anything_is_allocate
     assert r.exit_code == 1, r.output
     assert "needs about" in r.output and "more than this machine's" in r.output and "lower batch_size" in r.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_after_the_checkpoint_says_the_checkpoint_is_intact(tmp_path, tiny, monkeypatch):
+    import errno
+
+    from netspec import checkpoint
+    real = checkpoint.derive
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "last.safetensors"))
+
+    monkeypatch.setattr(checkpoint, "derive", full)
+    with pytest.raises(DataProblem, match="the disk is full; the checkpoint of epoch 1 is intact"):
+        train(netspec.load(tiny), out_dir=tmp_path / "run", epochs=1, **quiet())
+    monkeypatch.setattr(checkpoint, "derive", real)
+    logs = []
+    train(netspec.load(tiny), out_dir=tmp_path / "run", epochs=2, resume=True, progress=False, log=logs.append)
+    assert any("resuming from epoch 1" in line for line in logs)
+    assert (tmp_path / "run" / "weights.safetensors").is_file()
