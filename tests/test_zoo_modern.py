@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
-import torch
 
 import netspec
-from tests.parity import ort_session
+from tests.test_zoo_more import _onnx_matches_torch, _variant
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -32,25 +29,6 @@ def test_parameter_counts_match_torchvision(spec, network, parameters):
     assert s.outputs[0][1].shape == ("N", 1000)
 
 
-def _variant(tmp_path: Path, spec: str, call: str) -> netspec.Spec:
-    path = tmp_path / "variant.net"
-    path.write_text(f'import "{MODELS / spec}"\nnetwork Variant = {call}\n', encoding="utf-8")
-    return netspec.load(path)
-
-
-def _randomize(module) -> None:
-    """Random state where torch starts from constants, so that a lowering ignoring it would show:
-    batch-norm statistics, and ConvNeXt's layer scales (1e-6, which would hide its blocks)."""
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-        for key, t in module.state_dict().items():
-            if key.endswith("layer_scale.weight"):
-                t.uniform_(0.2, 0.5)
-
-
 @pytest.mark.parametrize("spec, call", [
     ("mobilenetv3.net", "MobileNetV3_Large(size=64)"),
     ("efficientnet.net", "EfficientNet_B0(size=64)"),
@@ -58,22 +36,7 @@ def _randomize(module) -> None:
     ("densenet.net", "DenseNet(size=64)"),
 ])
 def test_onnx_matches_torch(tmp_path, spec, call):
-    """ONNX Runtime within 1e-3 * max(1, max|y|) of PyTorch on a batch of 2."""
-    s = _variant(tmp_path, spec, call)
-    torch.manual_seed(0)
-    module = s.to_torch().eval()
-    _randomize(module)
-    model = s.to_onnx(module)
-    onnx.checker.check_model(model, full_check=True)
-    (name, t), = s.inputs
-    x = np.random.default_rng(0).standard_normal((2, *t.shape[1:]), dtype=np.float32)
-    with torch.inference_mode():
-        expected = module(torch.from_numpy(x)).numpy()
-    (got,) = ort_session(model).run(["logits"], {name: x})
-    assert got.shape == expected.shape == (2, 1000)
-    bound = 1e-3 * max(1.0, float(np.abs(expected).max()))
-    assert float(np.abs(got - expected).max()) <= bound
-    assert float(np.abs(expected).max()) > 1e-3  # the network computes something, not zeros
+    _onnx_matches_torch(_variant(tmp_path, spec, call))
 
 
 def test_stochastic_depth_follows_torchvision(tmp_path):
