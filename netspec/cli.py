@@ -72,48 +72,7 @@ def _sets(sets: tuple[str, ...]) -> dict[str, str]:
 
 def _load(spec: str, network: str | None, sets: tuple[str, ...] = ()):
     from .spec import load
-    params = _sets(sets)
-    if Path(spec).is_dir():
-        return _load_run(Path(spec), network, params)
-    return load(spec, network, params)
-
-
-def _load_run(folder: Path, network: str | None, params: dict):
-    """A run folder stands for its spec, with the --set values and settings it was trained with."""
-    from .runfolder import SPEC_COPY, read_run
-    from .spec import load
-    from .trainconfig import TrainConfig
-    if not (folder / "run.json").is_file():
-        raise DataProblem(f"'{folder}' is a folder without run.json, so it is not a run folder",
-                          hint="give a .net file, or a folder that `netspec train` wrote")
-    run = read_run(folder)
-    if network is not None and network != run["network"]:
-        raise click.UsageError(f"--network {network} conflicts with the run folder '{folder}', which "
-                               f"trained {run['network']}")
-    if params:
-        raise click.UsageError(f"a run folder fixes its --set values ({_shown_sets(run['sets'])}); "
-                               "give the spec file to change them")
-    record = run["spec"]
-    original = Path(record.get("path") or "")
-    path = folder / SPEC_COPY
-    if original.is_file():
-        import hashlib
-        if hashlib.sha256(original.read_bytes()).hexdigest() == record.get("sha256"):
-            path = original  # the file as trained: its imports resolve where they were written
-    if not path.is_file():
-        raise DataProblem(f"'{folder}' lacks {SPEC_COPY}, and {original} changed or is gone since the run",
-                          hint="retrain, or restore the spec file the run used")
-    s = load(str(path), run["network"], {k: str(v) for k, v in run["sets"].items()})
-    try:
-        s.graph.graph["train"] = TrainConfig.model_validate(run["train"])
-    except ValueError as e:
-        raise DataProblem(f"'{folder / 'run.json'}' holds invalid train settings: {str(e).splitlines()[0]}") from None
-    s.run, s.run_dir = run, str(folder)
-    return s
-
-
-def _shown_sets(sets: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sets.items()) or "none"
+    return load(spec, network, _sets(sets))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .digraph import DiGraph
-from .errors import NetspecError, ParamProblem, UsageProblem
+from .errors import DataProblem, NetspecError, ParamProblem, UsageProblem
 from .gcpause import cycle_collection_paused
 from .graph import type_of
 from .types import TensorType
@@ -176,14 +176,56 @@ def split_target(target: str) -> tuple[str, str | None]:
     return str(target), None
 
 
+def load_run(folder: str | Path, network: str | None = None, params: dict | None = None) -> Spec:
+    """The Spec a run folder trained: its spec, with the --set values and settings of the run.
+
+    `Spec.run` is its run.json and `Spec.run_dir` the folder. A network or parameters that
+    contradict the run are a UsageProblem: the folder fixes them.
+    """
+    import hashlib
+
+    from .runfolder import RUN_JSON, SPEC_COPY, read_run
+    from .trainconfig import TrainConfig
+    folder = Path(folder)
+    if not (folder / RUN_JSON).is_file():
+        raise DataProblem(f"'{folder}' is a folder without {RUN_JSON}, so it is not a run folder",
+                          hint="give a .net file, or a folder that `netspec train` wrote")
+    run = read_run(folder)
+    if network is not None and network != run["network"]:
+        raise UsageProblem(f"--network {network} conflicts with the run folder '{folder}', which "
+                           f"trained {run['network']}")
+    if params:
+        shown = ", ".join(f"{k}={v}" for k, v in run["sets"].items()) or "none"
+        raise UsageProblem(f"a run folder fixes its --set values ({shown}); give the spec file to change them")
+    record = run["spec"]
+    original = Path(record.get("path") or "")
+    path = folder / SPEC_COPY
+    if original.is_file() and hashlib.sha256(original.read_bytes()).hexdigest() == record.get("sha256"):
+        path = original  # the file as trained: its imports resolve where they were written
+    if not path.is_file():
+        raise DataProblem(f"'{folder}' lacks {SPEC_COPY}, and {original} changed or is gone since the run",
+                          hint="retrain, or restore the spec file the run used")
+    s = load(str(path), run["network"], {k: str(v) for k, v in run["sets"].items()})
+    try:
+        s.graph.graph["train"] = TrainConfig.model_validate(run["train"])
+    except ValueError as e:
+        raise DataProblem(f"'{folder / RUN_JSON}' holds invalid train settings: {str(e).splitlines()[0]}") from None
+    s.run, s.run_dir = run, str(folder)
+    return s
+
+
 def load(target: str | Path, network: str | None = None, params: dict | None = None) -> Spec:
     """Parse, elaborate and check a `.net` file (optionally `PATH:Network`) into a Spec.
+
+    A run folder that `netspec train` wrote stands for its spec (see `load_run`).
 
     `params` overrides the network's parameters: {"classes": 10} or {"depths": [2, 2, 2, 2]};
     a string is read as a spec expression ("[2, 2, 2, 2]", '"relu"'), as `--set` writes it.
     """
     from .elaborate import Override, constant, elaborate_file
     from .infer import infer
+    if Path(target).is_dir():
+        return load_run(target, network, params)
     path, name = split_target(str(target))
     if network and name and network != name:
         raise UsageProblem(f"two networks selected: '{name}' in {target} and '{network}' with --network",
@@ -225,4 +267,4 @@ def _spec_value(v, origin: str):
                        f"not {type(v).__name__}")
 
 
-__all__ = ["Spec", "load", "NetspecError"]
+__all__ = ["Spec", "load", "load_run", "NetspecError"]

@@ -298,3 +298,14 @@ def test_contradictory_flags_are_usage_errors(tiny, tmp_path):
     assert r.exit_code == 2 and "give one of them" in r.output
     r = run("train", tiny, "--resume", "--init", tmp_path)
     assert r.exit_code == 2 and "--init sets the weights a new run starts from" in r.output
+
+
+def test_the_python_api_loads_a_run_folder_as_the_cli_does(tiny, tmp_path):
+    import netspec
+    out = tmp_path / "run"
+    assert run("train", tiny, "--epochs", "1", "--out", out, "--set", "hidden=8").exit_code == 0
+    s = netspec.load(out)
+    assert s.run_dir == str(out) and s.run["sets"] == {"hidden": "8"}
+    assert s.parameters == 64 * 8 + 8 + 8 * 10 + 10
+    with pytest.raises(netspec.NetspecError, match="fixes its --set values"):
+        netspec.load(out, params={"hidden": 4})
