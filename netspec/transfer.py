@@ -203,7 +203,8 @@ def _import(spec, source: str, log, strict: bool) -> tuple[dict[str, np.ndarray]
         for local, shape in dst.shapes.items():
             key = src.keys.get(local) if len(dst.shapes) > 1 else next(iter(src.keys.values()))
             value = arrays[key] if key is not None else np.zeros((), np.int64)
-            out[f"{dst.name}.{local}"] = np.asarray(value, dtype=specs[f"{dst.name}.{local}"].dtype).reshape(shape)
+            want = specs[f"{dst.name}.{local}"].dtype
+            out[f"{dst.name}.{local}"] = _as_dtype(value, want, key or local, label).reshape(shape)
         log(f"  {src.name:<{width}} -> {dst.name}")
     if not ordered:
         log("  (the file does not keep the module order: modules were paired in key order within each "
@@ -216,16 +217,30 @@ def _import(spec, source: str, log, strict: bool) -> tuple[dict[str, np.ndarray]
     return out, [u.name for u in m.fresh]
 
 
+def _as_dtype(value, want, key: str, label: str) -> np.ndarray:
+    """`value` as the spec's dtype when that loses nothing (float16 -> float32, a counter's int
+    width); otherwise refused, as compile refuses it: a quantized or narrowed tensor is not a weight."""
+    value, want = np.asarray(value), np.dtype(want)
+    have = value.dtype
+    lossless = have == want or (have.kind == want.kind == "f" and have.itemsize <= want.itemsize) \
+        or (have.kind in "iu" and want.kind in "iu")
+    if not lossless:
+        raise DataProblem(f"{label}: {key} is {have}, the spec wants {want}",
+                          hint="convert them before saving, e.g. {k: v.float() ...}; netspec does not change "
+                               "the precision of weights silently")
+    return value.astype(want, copy=False)
+
+
 def _by_name(arrays, specs, layers, label, log, strict):
     """A file with this spec's own layer names (a netspec run): load by name."""
     if strict:  # check_weights, run by the caller, names any tensor of the wrong shape
         log(f"{label}: the spec's own layer names; all {len(layers)} layers loaded by name")
-        return {k: np.asarray(arrays[k], dtype=specs[k].dtype) for k in specs}, []
+        return {k: _as_dtype(arrays[k], specs[k].dtype, k, label) for k in specs}, []
     out, fresh = {}, []
     for u in layers:
         keys = [f"{u.name}.{local}" for local in u.shapes]
         if all(tuple(arrays[k].shape) == tuple(specs[k].shape) for k in keys):
-            out.update((k, np.asarray(arrays[k], dtype=specs[k].dtype)) for k in keys)
+            out.update((k, _as_dtype(arrays[k], specs[k].dtype, k, label)) for k in keys)
         else:
             fresh.append(u)
     log(f"{label}: the spec's own layer names; {len(layers) - len(fresh)} of {len(layers)} layers loaded by name")

@@ -387,3 +387,18 @@ def test_a_checkpoint_dict_holding_the_state_dict_is_read(tmp_path):
     spec = load(f"{MODELS}/resnet.net:ResNet18", params={"size": 32})
     arrays = import_state_dict(spec, str(path), log=lambda _: None)
     np.testing.assert_array_equal(arrays["x.0.weight"], model.conv1.weight.detach().numpy())
+
+
+def test_init_upcasts_float16_but_refuses_int8_weights(tmp_path):
+    from safetensors.numpy import save_file
+
+    from netspec.weights import init_weights
+    s = load(MODELS / "mlp.net")
+    fresh = init_weights(s.graph)
+    half, quantized = tmp_path / "half.safetensors", tmp_path / "int8.safetensors"
+    save_file({k: v.astype(np.float16) for k, v in fresh.items()}, str(half))
+    save_file({k: (v * 100).astype(np.int8) for k, v in fresh.items()}, str(quantized))
+    arrays, left = init_arrays(s, str(half), log=lambda *_: None)
+    assert left == [] and all(a.dtype == np.float32 for a in arrays.values())  # lossless
+    with pytest.raises(DataProblem, match="is int8, the spec wants float32"):
+        init_arrays(s, str(quantized), log=lambda *_: None)
