@@ -86,12 +86,12 @@ def _names(keys, limit: int = 8) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def check_weights(arrays: dict[str, np.ndarray], g: DiGraph, source: str) -> None:
+def check_weights(arrays: dict[str, np.ndarray], g: DiGraph, source: str, hint: str | None = None) -> None:
     """Raise a DataProblem naming the keys when `arrays` does not fit the spec's weights."""
     specs = weight_specs(g)
     missing = specs.keys() - arrays.keys()
     extra = arrays.keys() - specs.keys()
-    hint = "was it trained from another spec?"
+    hint = hint or "was it trained from another spec?"
     if missing:
         raise DataProblem(f"{source} lacks {len(missing)} tensor{'s' if len(missing) > 1 else ''} "
                           f"the spec needs: {_names(missing)}", hint=hint)
@@ -115,7 +115,6 @@ def check_weights(arrays: dict[str, np.ndarray], g: DiGraph, source: str) -> Non
 def load_safetensors(path, g: DiGraph) -> dict[str, np.ndarray]:
     """Read a safetensors file and check it holds exactly the spec's weights."""
     from safetensors.numpy import load_file
-    name = Path(path).name
     # A FIFO or a device would block or never end.
     check_input(path, hint="give a weights.safetensors that `netspec train` wrote, or its run folder")
     try:
@@ -125,8 +124,31 @@ def load_safetensors(path, g: DiGraph) -> dict[str, np.ndarray]:
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise DataProblem(f"cannot read weights file {path}: {e}",
                           hint="is it a safetensors file?") from None
-    check_weights(arrays, g, name)
+    check_weights(arrays, g, _described(path), _run_hint(Path(path).parent))
     return arrays
+
+
+def _run_hint(folder: Path) -> str | None:
+    """For weights inside a run folder: the spec and --set values they were trained with."""
+    import json
+    try:
+        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        sets = ", ".join(f"{k}={v}" for k, v in run["sets"].items()) or "no --set values"
+        return (f"they were trained as {run['network']} with {sets}; `netspec compile {folder} -o MODEL.onnx` "
+                "compiles the run with its own spec and values")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _described(path) -> str:
+    """The file as a message names it: its path, and the network that wrote it when it says so."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            network = (f.metadata() or {}).get("network")
+    except Exception:  # a file that loaded a moment ago: its metadata is a nicety, not a requirement
+        network = None
+    return f"{path} (weights of {network})" if network else str(path)
 
 
 def save_safetensors(arrays: dict[str, np.ndarray], path) -> None:

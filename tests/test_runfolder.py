@@ -309,3 +309,12 @@ def test_the_python_api_loads_a_run_folder_as_the_cli_does(tiny, tmp_path):
     assert s.parameters == 64 * 8 + 8 + 8 * 10 + 10
     with pytest.raises(netspec.NetspecError, match="fixes its --set values"):
         netspec.load(out, params={"hidden": 4})
+
+
+def test_weights_of_another_shape_name_the_run_that_wrote_them(tiny, tmp_path):
+    out = tmp_path / "run"
+    assert run("train", tiny, "--epochs", "1", "--out", out, "--set", "hidden=8").exit_code == 0
+    r = run("compile", tiny, "--weights", out, "-o", tmp_path / "m.onnx")  # hidden = 16 by default
+    assert r.exit_code == 1, r.output
+    assert "weights.safetensors (weights of Tiny) has 3 tensors of the wrong shape" in r.output
+    assert f"they were trained as Tiny with hidden=8; `netspec compile {out} -o MODEL.onnx`" in r.output
