@@ -45,16 +45,22 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 def _read_torch(path: Path) -> dict[str, np.ndarray]:
     import pickle
+    import warnings
 
     import torch
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of a file it then refuses: the refusal says it all.
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if not found:
             why = re.search(r"Unpickler error:\s*(.+)", str(e))
-            raise DataProblem(f"cannot read {path} as a PyTorch state dict: "
-                              f"{why.group(1).strip() if why else str(e).strip()[:200]}",
+            why = why.group(1).strip() if why else str(e).strip()[:200]
+            if why.startswith("Unsupported operand"):  # torch's words for bytes that are no pickle it reads
+                why = "it is not a file that torch.save wrote"
+            raise DataProblem(f"cannot read {path} as a PyTorch state dict: {why}",
                               hint="netspec reads .pth/.pt state dicts, .safetensors files and run folders") from None
         raise DataProblem(f"{path} holds a pickled object ({found.group(1)}), not only tensors; netspec loads .pth files "
                           "with torch.load(weights_only=True) and never runs pickled code",
