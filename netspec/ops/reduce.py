@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import field_validator
 
 from ..errors import OpError
-from ..types import TensorType, is_float, norm_axis
-from .registry import Call, Int, Op, Params, register
+from ..types import TensorType, is_float
+from .registry import Call, Int, Op, Params, distinct_axes, register
 
 
 class _Reduce(Op):
@@ -37,15 +37,7 @@ class _Reduce(Op):
 
     @staticmethod
     def _axes(p, x: TensorType) -> list[int]:
-        axes = []
-        for d in p.dims:
-            a = norm_axis(d, x.rank)
-            if a is None:
-                raise OpError(f"dim {d} is out of range for the {x.rank}-d input {x}", param="dims")
-            if a in axes:
-                raise OpError(f"dim {d} is listed twice (as dim {a}) in dims={list(p.dims)}", param="dims")
-            axes.append(a)
-        return sorted(axes)
+        return sorted(distinct_axes(p.dims, x, "dims"))
 
     @classmethod
     def shape(cls, p, ins):

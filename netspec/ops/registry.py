@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from typing_extensions import Annotated
 
 from ..errors import OpError
 from ..types import TensorType
+
+if TYPE_CHECKING:  # annotations only: checking a spec never imports numpy
+    import numpy as np
 
 
 class Params(BaseModel):
@@ -220,6 +223,20 @@ def static_dim(x: TensorType, axis: int, what: str) -> int:
     if isinstance(d, str):
         raise OpError(f"needs a fixed {what}, but dim {axis} of {x} is symbolic ({d})")
     return d
+
+
+def distinct_axes(dims, x: TensorType, param: str, twice: str = "listed twice") -> list[int]:
+    """`dims` as axes of x, in the order given: each in range (negative counts from the end) and once."""
+    from ..types import norm_axis
+    axes: list[int] = []
+    for d in dims:
+        a = norm_axis(d, x.rank)
+        if a is None:
+            raise OpError(f"{param[:-1]} {d} is out of range for the {x.rank}-d input {x}", param=param)
+        if a in axes:
+            raise OpError(f"{param[:-1]} {d} is {twice} (as dim {a}) in {param}={list(dims)}", param=param)
+        axes.append(a)
+    return axes
 
 
 def pair(v) -> tuple[int, int]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pydantic import model_validator
 
 from ..errors import OpError
-from ..types import TensorType, norm_axis
-from .registry import Call, Int, Op, Params, register
+from ..types import TensorType
+from .registry import Call, Int, Op, Params, distinct_axes, register
 
 INT64_MAX = 2**63 - 1  # ONNX Slice's "to the end"
 INT64_MIN = -2**63
@@ -80,16 +80,8 @@ class Slice(Op):
     @staticmethod
     def _cuts(p, x: TensorType) -> list[_Cut]:
         steps = p.steps or [1] * len(p.axes)
-        cuts, seen = [], set()
-        for dim, start, end, step in zip(p.axes, p.starts, p.ends, steps):
-            axis = norm_axis(dim, x.rank)
-            if axis is None:
-                raise OpError(f"axis {dim} is out of range for the {x.rank}-d input {x}", param="axes")
-            if axis in seen:
-                raise OpError(f"axis {dim} is sliced twice (as dim {axis})", param="axes")
-            seen.add(axis)
-            cuts.append(_Cut(axis, start, end, step))
-        return cuts
+        return [_Cut(axis, start, end, step)
+                for axis, start, end, step in zip(distinct_axes(p.axes, x, "axes", twice="sliced twice"), p.starts, p.ends, steps)]
 
     @staticmethod
     def shape(p, ins):
