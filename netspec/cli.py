@@ -193,9 +193,11 @@ def _neighbour_hint(path: Path) -> str:
 @click.option("--keep-ends-float", is_flag=True, help="With --calibrate: leave the first and last "
               "Conv/Linear layers in float32.")
 @click.option("--allow-nonfinite", is_flag=True, help="Compile weights that hold inf or NaN.")
-@click.option("--external-data", "external_data", is_flag=True,
-              help="Write the weights to OUT.data beside OUT, which ONNX Runtime maps instead of reading: "
-                   "faster to load, less memory.")
+@click.option("--external-data/--single-file", "external_data", default=None,
+              help="Where the weights go. Default: to OUT.data beside OUT when they are 1 MiB or more (ONNX "
+                   "Runtime maps that file instead of copying the weights out of the model: faster to load, less "
+                   "memory), else inside OUT. --external-data always writes OUT.data; --single-file never does "
+                   "(up to protobuf's 2 GiB).")
 @click.option("--no-fold", "no_fold", is_flag=True,
               help="Keep BatchNormalization nodes and the weights as the state dict has them (see docs/deploy.md).")
 @user_errors
@@ -239,7 +241,7 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
     with _writing(out), variants.staged(model, out, kinds, calibration, keep_ends_float) as written:
         # The file is checked as a deployment would load it, before it replaces an older one.
         from .lower_onnx import save
-        save(model, out, external_data=external_data or None, check=True)
+        save(model, out, external_data=external_data, check=True)
     size = variants.files_size(out)
     report.info(f"wrote {out}: {s.name}, {nodes:,} ONNX nodes, opset {version}, {s.parameters:,} "
                 f"parameters, {size / 1e6:.1f} MB (weights: {source}) in {time.perf_counter() - start:.2f} s")

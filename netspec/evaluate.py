@@ -116,7 +116,7 @@ def run_session(spec, provider: str | None = None):
     proto = spec.to_onnx(weights=arrays, metadata=spec.metadata(run=spec.run))
     if proto.ByteSize() >= 2**31:
         raise DataProblem(f"the model compiled from '{path}' is over 2 GB, more than ONNX Runtime reads from memory",
-                          hint=f"compile it to a file (`netspec compile {spec.run_dir} -o m.onnx --external-data`) "
+                          hint=f"compile it to a file (`netspec compile {spec.run_dir} -o m.onnx`) "
                                f"and give that: `netspec evaluate {spec.run_dir} m.onnx`")
     try:
         return ort.InferenceSession(proto.SerializeToString(), providers=chosen)

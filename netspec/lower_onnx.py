@@ -338,13 +338,18 @@ def _emit_losses(g: DiGraph, em: _Emitter, values: dict[Ref, str]) -> onnx.Value
 
 def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None = None,
          check: bool = False) -> None:
-    """Write a model atomically, one tensor at a time; tensors go to `PATH.data` beside it when the proto is too big.
+    """Write a model atomically, one tensor at a time; its weights go to `PATH.data` beside it past 1 MiB.
 
-    ``external_data`` None decides by size. With ``check``, the model must pass
-    `onnx.checker.check_model(full_check=True)` before anything is written, and the written file
-    must read back as that model before it replaces anything at `path`. Neither step holds a
-    second copy of the weights: the checker sees each large tensor by its type and shape, and the
-    file is read back one field at a time. The caller's model is left untouched.
+    ``external_data`` None decides by size: weights of `EXTERNAL_DEFAULT_BYTES` or more go to the
+    side file (which ONNX Runtime maps into memory instead of copying out of a buffer, as for
+    `torch.onnx.export`'s files), smaller models stay one file. True always writes the side file;
+    False always writes one file, and refuses a model past protobuf's 2 GiB limit. With ``check``,
+    the model must pass `onnx.checker.check_model(full_check=True)` before anything is written,
+    and the written file must read back as that model before it replaces anything at `path`.
+    Neither step holds a second copy of the weights: the checker sees each large tensor by its
+    type and shape, and the file is read back one field at a time. The caller's model is left
+    untouched. A side file that an older model at `path` left is removed once `path` is replaced
+    by a model that does not use it.
     """
     path = Path(path)
     check_output(path)
@@ -354,35 +359,60 @@ def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None
     else:
         header = _without_tensors(model)
         tensors = [_ProtoTensor(t) for t in model.graph.initializer]
+    weights = sum(t.nbytes for t in tensors)
+    # model.ByteSize() would encode the whole model just to count it.
+    size = header.ByteSize() + sum(t.nbytes + len(t.name) + 11 * len(t.dims) + 32 for t in tensors)
+    if external_data is False and size >= PROTO_LIMIT:
+        raise DataProblem(f"the model is {size / 2**30:.1f} GiB, past protobuf's 2 GiB limit for one .onnx file",
+                          hint="leave out --single-file: the weights then go to a side file beside it")
     if check:
         _check_graph(header, tensors)
     if external_data is None:
-        # model.ByteSize() would encode the whole model just to count it.
-        size = header.ByteSize() + sum(t.nbytes + len(t.name) + 11 * len(t.dims) + 32 for t in tensors)
-        external_data = size >= PROTO_LIMIT
+        external_data = weights >= EXTERNAL_DEFAULT_BYTES or size >= PROTO_LIMIT
+    side = path.with_name(path.name + ".data")
     if external_data:
-        check_output(path.with_name(path.name + ".data"))
+        check_output(side)
+    stale_side = not external_data and _uses_side_file(path, side.name)
     # The PID in the name lets `variants.sweep_stale` remove what a killed compile left.
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     try:
         tmp = tmpdir / path.name
         if external_data:
-            data_name = path.name + ".data"
-            _save_external(header, tensors, tmp, data_name)
+            _save_external(header, tensors, tmp, side.name)
             if check:
                 # The file holds the graph and the small tensors only: the checker reads it as is.
                 onnx.checker.check_model(str(tmp), full_check=True)
-                _verify_external(tmp, tmpdir / data_name, tensors)
+                _verify_external(tmp, tmpdir / side.name, tensors)
             # The data lands first, so a model file never points at a missing or stale side file.
-            if (tmpdir / data_name).exists():
-                os.replace(tmpdir / data_name, path.parent / data_name)
+            if (tmpdir / side.name).exists():
+                os.replace(tmpdir / side.name, side)
         else:
             _save_streamed(header, tensors, tmp)
             if check:
                 _verify_streamed(tmp, header, tensors)
         os.replace(tmp, path)
+        if stale_side:
+            side.unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+# Weights from this size on go to a side file by default: the 1 MiB tensors are laid out there
+# for a runtime to map. Smaller models gain nothing measurable, and one file is simpler to hand on.
+EXTERNAL_DEFAULT_BYTES = 1 << 20
+
+
+def _uses_side_file(path: Path, side_name: str) -> bool:
+    """Whether the model now at `path` keeps tensors in `side_name` (so it is ours to replace)."""
+    side = path.with_name(side_name)
+    if not side.is_file() or not path.is_file():
+        return False
+    try:
+        old = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a model we can read: leave the side file alone
+        return False
+    return any(e.key == "location" and e.value == side_name
+               for t in old.graph.initializer for e in t.external_data)
 
 
 class _ArrayTensor:

@@ -40,8 +40,24 @@ def session(model_path, providers: list[str] | None = None):
     try:
         return ort.InferenceSession(str(path), providers=chosen)
     except Exception as e:  # onnxruntime raises its own untyped errors for unreadable models
+        missing = _missing_side_files(path)
+        if missing:
+            raise DataProblem(f"'{model_path}' keeps its weights in {', '.join(repr(m) for m in missing)} beside it, "
+                              "which is missing", hint="copy the model together with its .data file "
+                              "(or compile with --single-file for one file)") from None
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataProblem(f"ONNX Runtime cannot load '{model_path}': {first}") from None
+
+
+def _missing_side_files(path: Path) -> list[str]:
+    """The external-data files that the model at `path` names and its folder lacks."""
+    import onnx
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a model at all: ONNX Runtime's own message says so
+        return []
+    names = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    return sorted(n for n in names if not (path.parent / n).is_file())
 
 
 def model_metadata(sess) -> dict:

@@ -329,8 +329,8 @@ def _build(model: onnx.ModelProto, kind: str, staging: Path, fp32: Path | None,
         save(to_float16(model), path, check=True)
     elif kind == "int8" and calibration is not None:
         from .static_int8 import quantize_static_int8
-        quantize_static_int8(fp32, path, calibration, keep_ends=keep_ends,
-                             big=fp32.with_name(fp32.name + ".data").exists())
+        # Like the dynamic int8 variant, one file unless past protobuf's limit.
+        quantize_static_int8(fp32, path, calibration, keep_ends=keep_ends, big=files_size(fp32) >= PROTO_LIMIT)
         _mark_file(path, "int8-static")
         onnx.checker.check_model(str(path), full_check=True)
     elif kind == "int8":
