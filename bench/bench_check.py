@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, python, versions, write_section  # noqa: E402
+from _common import ROOT, as_installed, header, python, versions, write_section  # noqa: E402
 from bench_compile import netspec_command  # noqa: E402
 
 
@@ -88,6 +88,7 @@ def main() -> None:
         if not (baseline / "netspec" / "__init__.py").is_file():
             raise SystemExit(f"--baseline {args.baseline}: no netspec package there")
         trees = {"": str(ROOT), " (baseline)": str(baseline)}
+    as_installed(*trees.values())
     with tempfile.TemporaryDirectory(prefix="netspec-bench-") as tmp:
         deep = deep_specs(Path(tmp), args.layers)
         plain_env = {**os.environ, "NETSPEC_NO_CACHE": "1"}
@@ -116,7 +117,7 @@ def main() -> None:
              f"`python bench/bench_check.py --runs {args.runs}{flags}`: whole processes of `netspec check --brief`"
              f" on `{args.target}` and on two generated specs of the same {args.layers:,} Linear layers (one line"
              f" per layer; `Linear(16) * n`, n at most 10,000 per repetition), taking turns, median of {args.runs} after one warm-up"
-             f" each." + (" Rows marked (baseline) ran the older checkout given as --baseline, in the same turns."
+             f" each; every package compiled to bytecode, as pip installs it." + (" Rows marked (baseline) ran the older checkout given as --baseline, in the same turns."
                           if args.baseline else ""), "",
              "| command | median s | min-max s | / import torch |", "| --- | ---: | ---: | ---: |"]
     for label, v in samples.items():

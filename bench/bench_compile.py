@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, python, run_measured, versions, write_section  # noqa: E402
+from _common import ROOT, as_installed, header, python, run_measured, versions, write_section  # noqa: E402
 
 TARGET = "models/resnet.net:ResNet152"
 
@@ -129,6 +129,7 @@ def main() -> None:
         print(json.dumps(stages(args.target, args.stages)))
         return
 
+    as_installed()
     cli = netspec_command()
     with tempfile.TemporaryDirectory(prefix="netspec-bench-") as tmp:
         ours, theirs = f"{tmp}/netspec.onnx", f"{tmp}/exporter.onnx"

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, header, python, versions, write_section  # noqa: E402
+from _common import ROOT, as_installed, header, python, versions, write_section  # noqa: E402
 from bench_compile import netspec_command  # noqa: E402
 
 MODELS = ["resnet.net:ResNet50", "mobilenet.net:MobileNetV2", "googlenet.net:GoogLeNet",
@@ -233,6 +233,7 @@ def main() -> None:
     if args.steady:
         print(json.dumps(steady(args.steady)))
         return
+    as_installed()
     results = {}
     for target in args.models.split(","):
         with tempfile.TemporaryDirectory(prefix="netspec-bench-") as tmp:
