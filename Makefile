@@ -31,6 +31,12 @@ bench: setup
 	$(BIN)/python bench/bench_variants.py
 	$(BIN)/python bench/bench_onnx.py
 	$(BIN)/python bench/bench_check.py
+	$(BIN)/python bench/bench_zoo_compile.py
+	$(BIN)/python bench/bench_checkpoint_memory.py --write
+	$(BIN)/python bench/bench_imagefolder.py --write
+	$(BIN)/python bench/bench_train_threads.py --write
+	$(BIN)/python bench/bench_augment.py --write
+	$(BIN)/python bench/bench_lsp.py --write
 
 clean:
 	rm -rf $(VENV) runs
