@@ -163,6 +163,12 @@ def describe(folder: Path) -> str:
         if rows:
             n = rows[-1].get("epoch")
             parts.append(f"{n} epoch{'' if n == 1 else 's'} trained")
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        # Rows past the checkpoint (checkpoint_every > 1, or a kill between the two writes) are
+        # trained but not kept: --resume starts from the checkpoint.
+        saved = json.loads((folder / "checkpoint.json").read_text()).get("epoch")
+        if isinstance(saved, int) and parts and not parts[-1].startswith(f"{saved} epoch"):
+            parts.append(f"checkpoint at epoch {saved}")
     if not parts:
         parts.append(", ".join(holds_run(folder)))
     return ", ".join(str(p) for p in parts)

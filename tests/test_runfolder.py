@@ -72,6 +72,18 @@ def test_explicit_out_holding_a_run_is_refused_and_loses_nothing(tiny, tmp_path)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
+def test_refusal_says_where_the_checkpoint_is_when_rows_run_past_it(tiny, tmp_path):
+    # A kill between an epoch's metrics row and its checkpoint leaves one row more than the
+    # checkpoint holds; the refusal says which epoch --resume would continue from.
+    out = tmp_path / "run"
+    assert run("train", tiny, "--epochs", "1", "--out", out).exit_code == 0
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    (out / "metrics.jsonl").write_text("\n".join(rows + [rows[-1].replace('"epoch": 1', '"epoch": 2')]) + "\n")
+    r = run("train", tiny, "--epochs", "1", "--out", out)
+    assert r.exit_code == 1
+    assert f"'{out}' already holds a run (Tiny, 2 epochs trained, checkpoint at epoch 1)" in r.output
+
+
 def test_out_that_is_a_file_is_refused(tiny, tmp_path):
     (tmp_path / "f").write_text("x")
     r = run("train", tiny, "--out", tmp_path / "f")
