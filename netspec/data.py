@@ -70,8 +70,8 @@ def load_dataset(data: str | Path | None, input_type: TensorType, target_type: T
                  tensors: bool = True):
     """Return (train, val or None, info) for `data`: None (digits), a folder, `.npz` or `.csv`.
 
-    `tensors=False` gives a `.npz` or `.csv` as numpy arrays (`Named` datasets) without importing
-    torch, for ONNX Runtime; the checks are the same.
+    `tensors=False` gives the digits, a `.npz` or a `.csv` as numpy arrays (`Named` datasets)
+    without importing torch, for ONNX Runtime; the checks and the items are the same.
 
     `normalize` is an optional (mean, std) pair of per-channel sequences for image folders.
     `n_classes`, the width of the classifier's output, bounds the labels (checked up-front).
@@ -81,7 +81,7 @@ def load_dataset(data: str | Path | None, input_type: TensorType, target_type: T
     item = _item_shape(input_type)
     target_type = target_type or TensorType("int64", ("N",))
     if data is None:
-        return _digits(item, input_type.dtype, target_type, val_split, seed, n_classes)
+        return _digits(item, input_type.dtype, target_type, val_split, seed, n_classes, tensors)
     path = Path(data)
     if not path.exists():
         raise DataProblem(f"dataset '{path}' does not exist",
@@ -485,28 +485,25 @@ def _info(source, train, val, classes, notes=()) -> dict:
 
 # ---------------------------------------------------------------- built-in digits
 
-def _digits(item, dtype, target_type, val_split, seed, n_classes):
+def _digits(item, dtype, target_type, val_split, seed, n_classes, tensors: bool = True):
     """UCI hand-written digits (8x8, 0..16), adapted to the declared input shape."""
-    import torch
-
     x, y, _ = read_csv(DIGITS)
     # The digits are resized in memory all at once: a huge declared input must not reach the allocator.
     refuse_past_memory(len(x) * float(np.prod(item, dtype=np.float64)) * 4 * 2,
                        f"the built-in digits resized to {_fmt(item)} per item",
                        hint="declare a smaller input (e.g. --set size=32), or pass your own data with --data")
-    images = torch.as_tensor(x / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    images = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     notes = []
     if item == (64,):
         images = images.reshape(-1, 64)
     elif len(item) == 3 and item[0] in (1, 3):
         c, h, w = item
         if (h, w) != (8, 8):
-            images = torch.nn.functional.interpolate(images, size=(h, w), mode="bilinear",
-                                                     align_corners=False)
+            images = resize_bilinear(images, h, w)
             notes.append(f"the digits are 8x8 images; resized to {h}x{w}")
         if c == 3:
             notes.append("the digits are grey; the grey channel is repeated into 3 channels")
-        images = images.repeat(1, c, 1, 1)
+        images = np.repeat(images, c, axis=1)
     else:
         raise DataProblem(f"the built-in digits dataset cannot feed an input of {_fmt(item)} per item",
                           hint="declare float32[N, 64], float32[N, 1, H, W] or float32[N, 3, H, W], "
@@ -516,11 +513,33 @@ def _digits(item, dtype, target_type, val_split, seed, n_classes):
     if n_classes is not None and n_classes < 10:
         raise DataProblem(f"the built-in digits have 10 classes (0-9) but the classifier has {n_classes} outputs",
                           hint="give the network 10 outputs (e.g. --set classes=10), or pass your own data with --data")
-    train, val, _ = _in_memory(images.numpy(), y, None, None, item, dtype, target_type, val_split, seed,
-                               "digits", None)
+    train, val, _ = _in_memory(images, y, None, None, item, dtype, target_type, val_split, seed,
+                               "digits", None, tensors=tensors)
     info = _info("digits (UCI ML hand-written digits, Alpaydin & Kaynak, CC BY 4.0)", train, val,
                  [str(i) for i in range(10)], notes)
     return train, val, info
+
+
+def resize_bilinear(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[N, C, h, w] float32 images resized to height x width, as torch's bilinear interpolate does
+    (align_corners=False, no antialias; within 1e-6 of it, and equal for whole-number scales).
+
+    numpy, so that evaluating in ONNX Runtime sees the very items training saw, without torch.
+    """
+    def taps(n_in: int, n_out: int):
+        # Source coordinate of each output pixel's centre, clamped at the first pixel.
+        src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0).astype(np.float32)
+        lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        hi = np.minimum(lo + 1, n_in - 1)
+        frac = src - lo.astype(np.float32)
+        return lo, hi, np.float32(1) - frac, frac
+
+    r0, r1, h0, h1 = taps(images.shape[-2], height)
+    c0, c1, w0, w1 = taps(images.shape[-1], width)
+    h0, h1 = h0[:, None], h1[:, None]
+    top = images[..., r0, :][..., c0] * w0 + images[..., r0, :][..., c1] * w1
+    bottom = images[..., r1, :][..., c0] * w0 + images[..., r1, :][..., c1] * w1
+    return (top * h0 + bottom * h1).astype(np.float32)
 
 
 # ---------------------------------------------------------------- image folders

@@ -5,7 +5,7 @@ outputs against the spec (and a run folder's class names), and the dataset's cla
 model's. A run folder without a model is compiled in memory from its best weights, through the
 same lowering as `netspec compile`. Every declared input and target is read by name, as `train`
 reads them; each classification output gets its own report, and every loss term is computed in
-numpy. Nothing here imports torch (the built-in digits aside, which the data module resizes with it).
+numpy. Nothing here imports torch, the built-in digits included.
 """
 
 from __future__ import annotations
@@ -130,10 +130,6 @@ def _batches(ds, size: int):
     if hasattr(ds, "inputs"):  # Named: arrays already
         for i in range(0, len(ds), size):
             yield [x[i:i + size] for x in ds.inputs], [y[i:i + size] for y in ds.targets]
-    elif getattr(ds, "tensors", None) is not None:  # the built-in digits
-        x, y = (t.numpy() for t in ds.tensors)
-        for i in range(0, len(x), size):
-            yield [x[i:i + size]], [y[i:i + size]]
     else:  # image folders: decoded a batch at a time
         for i in range(0, len(ds), size):
             xs, ys = zip(*(ds.item(j, tensors=False) for j in range(i, min(i + size, len(ds)))))

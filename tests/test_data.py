@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
-from netspec.data import load_dataset, split_indices  # noqa: E402
+from netspec.data import load_dataset, resize_bilinear, split_indices  # noqa: E402
 from netspec.errors import DataProblem  # noqa: E402
 from netspec.types import TensorType  # noqa: E402
 
@@ -33,6 +33,26 @@ def test_digits_flat_and_image_views_agree():
     flat, _, _ = load_dataset(None, f32(64), LABEL, 0.2, 0)
     image, _, _ = load_dataset(None, f32(1, 8, 8), LABEL, 0.2, 0)
     assert torch.equal(flat[5][0], image[5][0].reshape(64))
+
+
+@pytest.mark.parametrize("size", [(32, 32), (28, 28), (224, 224), (5, 5), (13, 40), (1, 1)])
+def test_resize_matches_torchs_bilinear(size):
+    x = (np.random.default_rng(0).integers(0, 17, (20, 1, 8, 8)) / 16.0).astype(np.float32)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(x), size=size, mode="bilinear", align_corners=False)
+    ours = resize_bilinear(x, *size)
+    assert ours.dtype == np.float32 and ours.shape == tuple(ref.shape)
+    np.testing.assert_allclose(ours, ref.numpy(), rtol=0, atol=1e-6)
+    if size == (32, 32):  # a whole-number scale: the same bits
+        assert np.array_equal(ours, ref.numpy())
+
+
+def test_digits_as_arrays_are_the_training_items(tmp_path):
+    # evaluate reads the digits without torch; its items must be the very ones training saw.
+    train, val, _ = load_dataset(None, f32(3, 28, 28), LABEL, 0.2, 0)
+    a_train, a_val, _ = load_dataset(None, f32(3, 28, 28), LABEL, 0.2, 0, tensors=False)
+    assert np.array_equal(val.tensors[0].numpy(), a_val.inputs[0])
+    assert np.array_equal(val.tensors[1].numpy(), a_val.targets[0])
+    assert np.array_equal(train.tensors[0].numpy(), a_train.inputs[0])
 
 
 def test_split_is_deterministic_per_seed():

@@ -26,6 +26,20 @@ train {
 }
 """
 
+# The digits resized by a scale that is not a whole number (8 -> 12).
+SMALL_CNN = """
+network SmallCnn(classes = 10) {
+    input image: float32[N, 1, 12, 12]
+    output logits = image -> Conv2d(4, 3) -> ReLU -> MaxPool2d(2) -> Flatten -> Linear(classes)
+}
+loss CrossEntropy(logits, label)
+train {
+    optimizer = Adam(lr=0.01)
+    epochs = 1
+    batch_size = 128
+}
+"""
+
 # Two inputs; a classifier head and a regression head; a second classifier reading the same features.
 HEADS = """
 network Heads(width = 16) {
@@ -108,8 +122,15 @@ def runs(tmp_path_factory):
     np.savez(tmp / "reg.npz", x=rx, z=rz, y=y, flags=flags)
     return {"tmp": tmp,
             "tiny": _train(tmp, "tiny", TINY),  # the built-in digits
+            "lenet": _train(tmp, "lenet", SMALL_CNN),  # the built-in digits, resized
             "heads": _train(tmp, "heads", HEADS, "--data", tmp / "heads.npz"),
             "reg": _train(tmp, "reg", REGRESSION, "--data", tmp / "reg.npz")}
+
+
+def test_resized_digits_evaluate_to_the_runs_own_accuracy(runs):
+    folder = runs["lenet"]
+    out = json.loads(run("evaluate", folder, "--json").output)
+    assert out["items"] == 359 and out["accuracy"] == _best(folder)["val_accuracy"]
 
 
 def test_a_run_alone_reproduces_its_best_val_accuracy(runs):
@@ -189,7 +210,7 @@ def test_a_regression_network_gets_its_loss_terms(runs, tmp_path):
 
 
 def test_evaluate_runs_without_torch(runs):
-    for name in ("heads", "reg"):
+    for name in ("tiny", "lenet", "heads", "reg"):  # the digits flat and resized, a .npz with two heads, a regression
         folder = runs[name]
         r = _no_torch("evaluate", folder, "--json")
         assert r.returncode == 0, r.stderr
