@@ -192,6 +192,9 @@ def _neighbour_hint(path: Path) -> str:
               "training items are used).")
 @click.option("--keep-ends-float", is_flag=True, help="With --calibrate: leave the first and last "
               "Conv/Linear layers in float32.")
+@click.option("--calibration-method", "calibration_method", type=click.Choice(["minmax", "percentile"]),
+              help="With --calibrate: how each activation's range is set from the calibration items: their "
+                   "min and max (default), or the 99.999th percentile of |value|, which ignores rare extreme values.")
 @click.option("--allow-nonfinite", is_flag=True, help="Compile weights that hold inf or NaN.")
 @click.option("--external-data/--single-file", "external_data", default=None,
               help="Where the weights go. Default: to OUT.data beside OUT when they are 1 MiB or more (ONNX "
@@ -202,7 +205,7 @@ def _neighbour_hint(path: Path) -> str:
               help="Keep BatchNormalization nodes and the weights as the state dict has them (see docs/deploy.md).")
 @user_errors
 def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, float16, int8, calibrate,
-             keep_ends_float, allow_nonfinite, external_data, no_fold):
+             keep_ends_float, calibration_method, allow_nonfinite, external_data, no_fold):
     """Compile a spec to an ONNX model, with trained or freshly initialised weights.
 
     OUT is always the float32 model; each variant flag adds a file beside it (see docs/deploy.md).
@@ -214,6 +217,8 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
         raise click.UsageError("--calibrate makes the int8 variant static: give --int8 with it")
     if keep_ends_float and calibrate is None:
         raise click.UsageError("--keep-ends-float applies to static int8: give --int8 --calibrate DATA")
+    if calibration_method and calibrate is None:
+        raise click.UsageError("--calibration-method applies to static int8: give --int8 --calibrate DATA")
     names = _classes_option(classes)
     _writable_folder(out)
     variants.sweep_stale(out)  # what a killed compile of this output left behind
@@ -226,8 +231,9 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
     metadata = s.metadata(classes=names, run=record)
     calibration = None
     if calibrate is not None:
-        from .static_int8 import calibration_inputs
-        calibration = calibration_inputs(s, calibrate, record)
+        from .static_int8 import Calibration, calibration_inputs
+        calibration = Calibration(calibration_inputs(s, calibrate, record), calibration_method or "minmax",
+                                  keep_ends_float)
     kinds = [k for k, on in (("optimize", optimize), ("float16", float16), ("int8", int8)) if on]
     # The tensors stay arrays until `save` writes them one at a time: the compile holds the
     # weights once. Variants are made from a whole ModelProto, so only they build one.
@@ -238,7 +244,7 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
     header = model if kinds else model.header
     nodes, version = len(header.graph.node), header.opset_import[0].version
     # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
-    with _writing(out), variants.staged(model, out, kinds, calibration, keep_ends_float) as written:
+    with _writing(out), variants.staged(model, out, kinds, calibration) as written:
         # The file is checked as a deployment would load it, before it replaces an older one.
         from .lower_onnx import save
         save(model, out, external_data=external_data, check=True)

@@ -2,7 +2,8 @@
 
 ONNX Runtime's `quantize_static` writes QDQ pairs (QuantizeLinear/DequantizeLinear) around each
 Conv, MatMul and Gemm, with per-channel int8 weights and uint8 activations whose scales come from
-running the model on calibration items (min/max). ONNX Runtime then fuses each pattern into an
+running the model on calibration items (min/max, or the 99.999th percentile, which ignores rare
+extreme values). ONNX Runtime then fuses each pattern into an
 integer kernel (QLinearConv, MatMulInteger), which is what makes int8 fast on CPUs with int8
 dot-product instructions (AVX-512 VNNI, AVX-VNNI, ARM dot-product). Dynamic quantization, the
 `--int8` default, has to measure activations at run time and runs ResNet-50 slower than float32.
@@ -10,7 +11,10 @@ dot-product instructions (AVX-512 VNNI, AVX-VNNI, ARM dot-product). Dynamic quan
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,20 @@ from .errors import DataProblem
 CALIBRATION_ITEMS = 256  # more changes the ranges little and costs a forward pass each
 CALIBRATION_BATCH = 16
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+# `--calibration-method`: how an activation's range is taken from what the calibration items
+# produced; the values are ONNX Runtime's CalibrationMethod members. Not its Entropy method:
+# `quantize_static` builds it with 128 histogram bins for 128 quantized ones, which leaves it one
+# candidate range, the min/max.
+METHODS = {"minmax": "MinMax", "percentile": "Percentile"}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What static quantization needs beyond the model."""
+
+    inputs: np.ndarray  # calibration items, as the model takes them
+    method: str = "minmax"  # a key of METHODS
+    keep_ends: bool = False  # leave the first and last Conv/MatMul/Gemm in float32
 
 
 def calibration_inputs(spec, data, record: dict | None = None, items: int = CALIBRATION_ITEMS,
@@ -56,7 +74,7 @@ class _Reader:
     def get_next(self):
         return next(self._batches, None)
 
-    def rewind(self):  # part of the protocol; one pass is all min/max calibration needs
+    def rewind(self):  # part of the protocol; every method reads the items in one pass
         pass
 
 
@@ -66,13 +84,11 @@ def _ends(model: onnx.ModelProto) -> list[str]:
     return sorted({nodes[0], nodes[-1]}) if nodes else []
 
 
-def quantize_static_int8(source: Path, path: Path, calibration: np.ndarray, keep_ends: bool = False,
-                         big: bool = False) -> None:
-    """Write a QDQ int8 model of the float32 file `source` to `path`, calibrated on `calibration`.
+def quantize_static_int8(source: Path, path: Path, calibration: Calibration, big: bool = False) -> None:
+    """Write a QDQ int8 model of the float32 file `source` to `path`, calibrated as `calibration` says.
 
     The model is first pre-processed as ONNX Runtime advises (its basic graph optimizations fold
-    BatchNorm into Conv, so the folded weights are what gets quantized). `keep_ends` leaves the
-    first and last Conv/MatMul/Gemm in float32.
+    BatchNorm into Conv, so the folded weights are what gets quantized).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -91,12 +107,15 @@ def quantize_static_int8(source: Path, path: Path, calibration: np.ndarray, keep
     try:
         quant_pre_process(str(source), str(pre), skip_symbolic_shape=True, save_as_external_data=big,
                           all_tensors_to_one_file=True, external_data_location=pre.name + ".data")
-        exclude = _ends(onnx.load(str(pre), load_external_data=False)) if keep_ends else []
-        quantize_static(str(pre), str(path), _Reader(inputs[0], calibration),
-                        quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
-                        use_external_data_format=big)
+        exclude = _ends(onnx.load(str(pre), load_external_data=False)) if calibration.keep_ends else []
+        # The histogram methods print their progress to stdout, into compile's own report.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(str(pre), str(path), _Reader(inputs[0], calibration.inputs),
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, METHODS[calibration.method]),
+                            nodes_to_exclude=exclude,
+                            use_external_data_format=big)
     finally:
         logging.disable(logging.NOTSET)
         for p in (pre, pre.with_name(pre.name + ".data")):

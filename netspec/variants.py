@@ -323,14 +323,14 @@ def _check_loads(path: Path) -> None:
 
 
 def _build(model: onnx.ModelProto, kind: str, staging: Path, fp32: Path | None,
-           calibration: np.ndarray | None = None, keep_ends: bool = False) -> Path:
+           calibration=None) -> Path:
     path = staging / variant_path(staging / "model.onnx", kind).name
     if kind == "float16":
         save(to_float16(model), path, check=True)
     elif kind == "int8" and calibration is not None:
         from .static_int8 import quantize_static_int8
         # Like the dynamic int8 variant, one file unless past protobuf's limit.
-        quantize_static_int8(fp32, path, calibration, keep_ends=keep_ends, big=files_size(fp32) >= PROTO_LIMIT)
+        quantize_static_int8(fp32, path, calibration, big=files_size(fp32) >= PROTO_LIMIT)
         _mark_file(path, "int8-static")
         onnx.checker.check_model(str(path), full_check=True)
     elif kind == "int8":
@@ -382,11 +382,11 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def staged(model: onnx.ModelProto, out, kinds, calibration: np.ndarray | None = None, keep_ends: bool = False):
+def staged(model: onnx.ModelProto, out, kinds, calibration=None):
     """Build the variants in a folder beside `out`; move them into place when the block succeeds.
 
     Yields a list of (kind, final path), filled in on success. The block writes `out` itself.
-    With `calibration` (inputs as the model takes them), the int8 variant is static.
+    With `calibration` (a `static_int8.Calibration`), the int8 variant is static.
     """
     out = Path(out)
     kinds = [k for k in VARIANTS if k in set(kinds)]
@@ -407,7 +407,7 @@ def staged(model: onnx.ModelProto, out, kinds, calibration: np.ndarray | None = 
         built = {}
         for kind in kinds:
             try:
-                built[kind] = _build(model, kind, staging, fp32, calibration, keep_ends)
+                built[kind] = _build(model, kind, staging, fp32, calibration)
             except (DataProblem, OSError):
                 raise  # an OSError is the disk's (full, read-only): `netspec compile` names the path
             except Exception as e:  # onnxruntime and its quantizer raise untyped errors
