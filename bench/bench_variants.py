@@ -48,10 +48,10 @@ def variant(out: Path, tag: str) -> Path:
     return out if not tag else out.with_name(out.name.replace(".onnx", f".{tag}.onnx"))
 
 
-def accuracy_rows(spec: list, out: Path, static: Path, data: list) -> list[str]:
-    """Rows of val/train accuracy per variant; `static` is the statically quantized file."""
+def accuracy_rows(spec: list, out: Path, static: dict, data: list) -> list[str]:
+    """Rows of val/train accuracy per variant; `static` holds the statically quantized files by label."""
     files = [("fp32", out), ("opt", variant(out, "opt")), ("fp16", variant(out, "fp16")),
-             ("int8 dynamic", variant(out, "int8")), ("int8 static", static)]
+             ("int8 dynamic", variant(out, "int8")), *static.items()]
     rows = ["| variant | val accuracy | train accuracy | vs fp32 (val, points) | file KB |",
             "| --- | ---: | ---: | ---: | ---: |"]
     base = None
@@ -66,12 +66,16 @@ def accuracy_rows(spec: list, out: Path, static: Path, data: list) -> list[str]:
     return rows
 
 
-def compile_all(spec: list, weights, out: Path, calibrate) -> Path:
-    """float32 + opt + fp16 + dynamic int8 at `out`, and static int8 beside it as `static.int8.onnx`."""
+def compile_all(spec: list, weights, out: Path, calibrate) -> dict:
+    """float32 + opt + fp16 + dynamic int8 at `out`; static int8 beside it, calibrated by each method."""
     netspec("compile", *spec, "-w", weights, "-o", out, "--optimize", "--float16", "--int8")
-    static_out = out.with_name("static_" + out.name)
-    netspec("compile", *spec, "-w", weights, "-o", static_out, "--int8", "--calibrate", calibrate)
-    return variant(static_out, "int8")
+    static = {}
+    for method in ("minmax", "percentile"):
+        static_out = out.with_name(f"static_{method}_" + out.name)
+        netspec("compile", *spec, "-w", weights, "-o", static_out, "--int8", "--calibrate", calibrate,
+                "--calibration-method", method)
+        static[f"int8 static ({method})"] = variant(static_out, "int8")
+    return static
 
 
 def shape_folder(root: Path, per_class: int, size: int, seed: int = 0) -> Path:
