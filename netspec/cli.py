@@ -244,7 +244,7 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
     header = model if kinds else model.header
     nodes, version = len(header.graph.node), header.opset_import[0].version
     # Variants are built first and land only after OUT does, so a failure leaves older files as they were.
-    with _writing(out), variants.staged(model, out, kinds, calibration) as written:
+    with _writing(out), variants.staged(model, out, kinds, calibration, external_data) as written:
         # The file is checked as a deployment would load it, before it replaces an older one.
         from .lower_onnx import save
         save(model, out, external_data=external_data, check=True)

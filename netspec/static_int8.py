@@ -69,7 +69,10 @@ class _Reader:
     """ONNX Runtime's CalibrationDataReader protocol over an array of inputs."""
 
     def __init__(self, name: str, x: np.ndarray):
-        self._batches = iter([{name: x[i:i + CALIBRATION_BATCH]} for i in range(0, len(x), CALIBRATION_BATCH)])
+        # Batches of one size: ONNX Runtime's histogram calibrators stack the batches' outputs
+        # into one array and fail on a shorter last batch.
+        size = max(d for d in range(1, CALIBRATION_BATCH + 1) if len(x) % d == 0)
+        self._batches = iter([{name: x[i:i + size]} for i in range(0, len(x), size)])
 
     def get_next(self):
         return next(self._batches, None)

@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .errors import DataProblem
 from .file_kinds import check_output
-from .lower_onnx import PROTO_LIMIT, save
+from .lower_onnx import EXTERNAL_DEFAULT_BYTES, PROTO_LIMIT, save
 
 
 @dataclass(frozen=True)
@@ -289,14 +289,16 @@ def _approx_size(model: onnx.ModelProto) -> int:
 
 # --- ORT optimization --------------------------------------------------------------------------
 
-def ort_optimize(source: Path, path: Path) -> None:
-    """Let ONNX Runtime apply its extended graph optimizations for the CPU provider and save the result."""
+def ort_optimize(source: Path, path: Path, external: bool) -> None:
+    """Let ONNX Runtime apply its extended graph optimizations for the CPU provider and save the result.
+
+    `external` puts the tensors of 1 KiB or more in `path.data`, as `lower_onnx.save` would.
+    """
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     so.optimized_model_filepath = str(path)
-    if source.with_name(source.name + ".data").exists():
-        # A model past protobuf's 2 GiB limit keeps its tensors in a side file here too.
+    if external:
         so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
                                     path.name + ".data")
         so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
@@ -322,11 +324,12 @@ def _check_loads(path: Path) -> None:
     ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _build(model: onnx.ModelProto, kind: str, staging: Path, fp32: Path | None,
-           calibration=None) -> Path:
-    path = staging / variant_path(staging / "model.onnx", kind).name
+def _build(model: onnx.ModelProto, kind: str, name: str, staging: Path, fp32: Path | None,
+           calibration=None, external_data: bool | None = None) -> Path:
+    # The final file name already: a side file is referenced by name from inside the model.
+    path = staging / name
     if kind == "float16":
-        save(to_float16(model), path, check=True)
+        save(to_float16(model), path, external_data=external_data, check=True)
     elif kind == "int8" and calibration is not None:
         from .static_int8 import quantize_static_int8
         # Like the dynamic int8 variant, one file unless past protobuf's limit.
@@ -337,7 +340,9 @@ def _build(model: onnx.ModelProto, kind: str, staging: Path, fp32: Path | None,
         quantize_int8(model, path)
         onnx.checker.check_model(str(path), full_check=True)
     elif kind == "optimize":
-        ort_optimize(fp32, path)
+        size = _approx_size(model)
+        ort_optimize(fp32, path, external_data if external_data is not None
+                     else size >= EXTERNAL_DEFAULT_BYTES or size >= PROTO_LIMIT)
         # Fused ops live in the com.microsoft domain, which onnx's checker does not know.
     _check_loads(path)
     return path
@@ -382,11 +387,13 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def staged(model: onnx.ModelProto, out, kinds, calibration=None):
+def staged(model: onnx.ModelProto, out, kinds, calibration=None, external_data: bool | None = None):
     """Build the variants in a folder beside `out`; move them into place when the block succeeds.
 
     Yields a list of (kind, final path), filled in on success. The block writes `out` itself.
-    With `calibration` (a `static_int8.Calibration`), the int8 variant is static.
+    With `calibration` (a `static_int8.Calibration`), the int8 variant is static. `external_data`
+    is `lower_onnx.save`'s, for the float16 and optimized variants (the int8 ones are one file
+    below 2 GiB).
     """
     out = Path(out)
     kinds = [k for k in VARIANTS if k in set(kinds)]
@@ -403,11 +410,14 @@ def staged(model: onnx.ModelProto, out, kinds, calibration=None):
         fp32 = None
         if "optimize" in kinds or ("int8" in kinds and calibration is not None):
             fp32 = staging / "source.onnx"
-            save(model, fp32)
+            # One file where protobuf allows: ONNX Runtime's quantization pre-processing copies the
+            # model elsewhere without its side file.
+            save(model, fp32, external_data=None if _approx_size(model) >= PROTO_LIMIT else False)
         built = {}
         for kind in kinds:
             try:
-                built[kind] = _build(model, kind, staging, fp32, calibration)
+                built[kind] = _build(model, kind, variant_path(out, kind).name, staging, fp32, calibration,
+                                     external_data)
             except (DataProblem, OSError):
                 raise  # an OSError is the disk's (full, read-only): `netspec compile` names the path
             except Exception as e:  # onnxruntime and its quantizer raise untyped errors

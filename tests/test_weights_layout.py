@@ -102,3 +102,20 @@ def test_a_model_without_its_side_file_names_the_missing_file(spec, tmp_path):
     assert result.exit_code == 1, result.output
     assert "keeps its weights in 'm.onnx.data' beside it, which is missing" in result.output
     assert "copy the model together with its .data file" in result.output
+
+
+def test_every_variant_of_a_two_file_model(spec, tmp_path):
+    # The float32 model gets a side file; each variant is made from it and loads.
+    x = np.random.default_rng(0).standard_normal((64, 512), dtype=np.float32)
+    np.savez(tmp_path / "calib.npz", x=x, y=np.zeros(64, np.int64))  # labels are read, not used
+    out = tmp_path / "m.onnx"
+    compile_(spec, "Big", out, "--optimize", "--float16", "--int8", "--calibrate", tmp_path / "calib.npz",
+             "--calibration-method", "percentile")
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("m."))
+    assert names == ["m.fp16.onnx", "m.fp16.onnx.data", "m.int8.onnx", "m.onnx", "m.onnx.data",
+                     "m.opt.onnx", "m.opt.onnx.data"]
+    feed = {"x": x[:2]}
+    ref = run(out, feed)
+    for name in ("m.opt.onnx", "m.fp16.onnx", "m.int8.onnx"):
+        got = run(tmp_path / name, feed)
+        assert got.shape == ref.shape and np.abs(got - ref).max() <= 0.05 * np.abs(ref).max(), name
