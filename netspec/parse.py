@@ -11,14 +11,14 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (GrammarError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
                              VisitError)
 
-from . import ast
+from . import ast, descent
 from .errors import LimitProblem, Span, SyntaxProblem, remember_source
 from .gcpause import cycle_collection_paused
 from .sources import read_spec
 
 # Nesting of the syntax tree (a statement costs about 6 levels before its expression starts);
 # deeper specs are refused with a located error, never a RecursionError.
-MAX_DEPTH = 200
+MAX_DEPTH = descent.MAX_DEPTH
 
 KEYWORDS = {"import", "from", "block", "network", "input", "target", "output", "loss", "train",
             "if", "else", "true", "false", "and", "or", "not", "as", "assert", "for", "param"}
@@ -57,6 +57,7 @@ class _ToAst(Transformer):
     def __init__(self, path: str, text: str = ""):
         super().__init__()
         self.path, self.text = path, text
+        self._lines: list[str] | None = None
         self._methods: dict[str, object] = {}
 
     def _call_userfunc(self, tree, new_children=None):
@@ -152,9 +153,9 @@ class _ToAst(Transformer):
 
     def _parenthesized(self, node) -> bool:
         # Parentheses leave no node; the text before the chain tells whether it had one.
-        line = self.text.splitlines()[node.span.line - 1] if self.text else ""
-        before = line[:node.span.col - 1].rstrip()
-        return before.endswith("(")
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        return descent.parenthesized(self._lines, node)
 
     def chain(self, meta, c):
         return ast.Chain(self.s(meta), list(c))
@@ -375,6 +376,13 @@ def parse(text: str, path: str = "<string>", start: str = "start"):
     text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write one
     remember_source(path, text)
     with cycle_collection_paused():
+        # The hand-written reader takes what it recognises, ~20x faster; all else, syntax errors
+        # included, is Lark's to read or to report (see netspec/descent.py).
+        try:
+            with deep_stack():
+                return descent.read(text, path, start)
+        except (descent.GiveUp, RecursionError):
+            pass
         try:
             tree = parser(start).parse(text)
         except UnexpectedInput as e:
