@@ -293,7 +293,8 @@ class _Reader:
             self.pos += 1
             name = self._name()
             self._expect(":")
-            return ast.TargetDecl(self._span(first, self.pos - 1), V[name], self._tensor_type())
+            type_ = self._tensor_type()
+            return ast.TargetDecl(self._span(first, self.pos - 1), V[name], type_)
         if k == "param":
             self.pos += 1
             name = self._name()

@@ -12,7 +12,7 @@ from lark.exceptions import (GrammarError, UnexpectedCharacters, UnexpectedEOF, 
                              VisitError)
 
 from . import ast, descent
-from .errors import LimitProblem, Span, SyntaxProblem, remember_source
+from .errors import LimitProblem, NetspecError, Span, SyntaxProblem, remember_source
 from .gcpause import cycle_collection_paused
 from .sources import read_spec
 
@@ -73,7 +73,7 @@ class _ToAst(Transformer):
         children = new_children if new_children is not None else tree.children
         try:
             return method.visit_wrapper(method, tree.data, children, tree.meta)
-        except GrammarError:
+        except (GrammarError, NetspecError):
             raise
         except Exception as e:
             raise VisitError(tree.data, tree, e) from e
@@ -87,8 +87,14 @@ class _ToAst(Transformer):
 
     def number(self, meta, c):
         text = str(c[0])
-        value = float(text) if any(ch in text for ch in ".eE") else int(text)
-        return ast.Num(self.s(meta), value)
+        if any(ch in text for ch in ".eE"):
+            return ast.Num(self.s(meta), float(text))
+        try:
+            return ast.Num(self.s(meta), int(text))
+        except ValueError:  # past Python's limit on the digits of an int (4300)
+            raise LimitProblem(f"an integer of {len(text)} digits, past the limit of {sys.get_int_max_str_digits()}",
+                               self.s(meta),
+                               hint="a size or count is shorter; write a float such as 1e30 for a huge value") from None
 
     def string(self, meta, c):
         return ast.Str(self.s(meta), str(c[0])[1:-1])
@@ -382,14 +388,19 @@ def parse(text: str, path: str = "<string>", start: str = "start"):
             with deep_stack():
                 return descent.read(text, path, start)
         except (descent.GiveUp, RecursionError):
-            pass
-        try:
-            tree = parser(start).parse(text)
-        except UnexpectedInput as e:
-            raise _syntax_error(e, path, text) from None
-        _check_depth(tree, path)
-        with deep_stack():
-            return _ToAst(path, text).transform(tree)
+            pass  # outside the handler, so that Lark's errors carry no context of this one
+        return parse_with_lark(text, path, start)
+
+
+def parse_with_lark(text: str, path: str = "<string>", start: str = "start"):
+    """`parse` by the grammar's own reader, Lark (for text without its byte-order mark)."""
+    try:
+        tree = parser(start).parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, path, text) from None
+    _check_depth(tree, path)
+    with deep_stack():
+        return _ToAst(path, text).transform(tree)
 
 
 def parse_file(path: str | Path) -> list:
