@@ -30,6 +30,9 @@ MAX_DEPTH = 200
 MAX_NESTING = 120
 
 
+_new = object.__new__
+
+
 class GiveUp(Exception):
     """This reader does not accept the text; Lark decides."""
 
@@ -37,7 +40,7 @@ class GiveUp(Exception):
 # One token after optional blanks. The terminals are the grammar's: NUMBER, STRING, NAME, COMMENT
 # and the operators, longest first (`**` before `*`, `->` before `-`, `==` before `=`, `//`
 # before `/`); a character no terminal takes becomes a token of its own that no rule accepts.
-_TOKEN = re.compile(r"""[ \t\f\r]*(
+_TOKEN = re.compile(r"""([ \t\f\r]*)(
       \#[^\n]*
     | [A-Za-z_][A-Za-z0-9_]*
     | (?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?
@@ -67,19 +70,25 @@ _BINARY = {"or": _OR, "and": _AND, "==": _CMP, "!=": _CMP, "<=": _CMP, ">=": _CM
            "+": _SUM, "-": _SUM, "*": _TERM, "/": _TERM, "//": _TERM, "%": _TERM, "**": _POW}
 _COMPARISONS = frozenset(op for op, p in _BINARY.items() if p == _CMP)
 _EXPR_END = frozenset({",", "]"})
+_POSTFIX = frozenset({"(", "[", ".", "as"})
 
 
-def tokens(text: str) -> tuple[list[str], list[str], list[int], list[int]]:
-    """Kinds, texts, lines and columns of the tokens, comments dropped, `$END` twice at the end."""
+def tokens(text: str) -> tuple[list[str], list[str], list[int], list[int], list[int]]:
+    """Kinds, texts, lines, columns and end columns of the tokens, comments dropped, `$END` twice
+    at the end. A token never spans lines (strings and comments stop at one)."""
     values: list[str] = []
     lines: list[int] = []
     cols: list[int] = []
-    finditer = _TOKEN.finditer
+    findall = _TOKEN.findall
+    add_value, add_col = values.append, cols.append
     for number, line in enumerate(text.split("\n"), 1):
         before = len(values)
-        for m in finditer(line):
-            values.append(m[1])
-            cols.append(m.start(1) + 1)
+        col = 1
+        for blanks, value in findall(line):
+            col += len(blanks)
+            add_value(value)
+            add_col(col)
+            col += len(value)
         if "#" in line:
             keep = [i for i in range(before, len(values)) if values[i][0] != "#"]
             values[before:] = [values[i] for i in keep]
@@ -91,12 +100,14 @@ def tokens(text: str) -> tuple[list[str], list[str], list[int], list[int]]:
         raise GiveUp from None  # a character no terminal matches
     if '"' in values or "'" in values:
         raise GiveUp  # a quote never closed on its line
+    end_cols = [col + len(value) for col, value in zip(cols, values)]
     end_line = len(lines) and lines[-1]
     kinds += ["$END", "$END"]
     values += ["", ""]
     lines += [end_line, end_line]
     cols += [0, 0]
-    return kinds, values, lines, cols
+    end_cols += [0, 0]
+    return kinds, values, lines, cols, end_cols
 
 
 def read(text: str, path: str, start: str = "start") -> list:
@@ -105,10 +116,10 @@ def read(text: str, path: str, start: str = "start") -> list:
 
 
 class _Reader:
-    __slots__ = ("K", "V", "L", "C", "pos", "nest", "path", "text", "_lines", "_else_ifs")
+    __slots__ = ("K", "V", "L", "C", "E", "pos", "nest", "path", "text", "_lines", "_else_ifs")
 
     def __init__(self, text: str, path: str):
-        self.K, self.V, self.L, self.C = tokens(text)
+        self.K, self.V, self.L, self.C, self.E = tokens(text)
         self.pos = 0
         self.nest = 0
         self.path = path
@@ -139,13 +150,14 @@ class _Reader:
 
     def _span(self, first: int, last: int) -> Span:
         # Span's frozen __init__ costs twice as much as filling its fields (~25% of reading).
-        s = object.__new__(Span)
+        s = _new(Span)
         d = s.__dict__
+        L = self.L
         d["path"] = self.path
-        d["line"] = self.L[first]
+        d["line"] = L[first]
         d["col"] = self.C[first]
-        d["end_line"] = self.L[last]
-        d["end_col"] = self.C[last] + len(self.V[last])
+        d["end_line"] = L[last]
+        d["end_col"] = self.E[last]
         return s
 
     def _name(self) -> int:
@@ -265,6 +277,10 @@ class _Reader:
         first = self.pos
         k = K[first]
         if k == "NAME":
+            if K[first + 1] == "=":  # the commonest statement, `name = value`
+                self.pos = first + 2
+                value = self._expr()
+                return ast.Assign(self._span(first, self.pos - 1), [V[first]], value, [self._span(first, first)])
             names = [first]
             self.pos += 1
             while K[self.pos] == ",":
@@ -391,7 +407,9 @@ class _Reader:
 
     def _expr(self):
         """ternary: chain ["?" ternary ":" ternary]; chain: or_test ("->" or_test)*."""
-        self._deeper()
+        self.nest += 1
+        if self.nest > MAX_NESTING:
+            raise GiveUp
         K = self.K
         first = self.pos
         node = self._binary(_OR)
@@ -461,14 +479,25 @@ class _Reader:
     def _postfix(self):
         K, V = self.K, self.V
         first = self.pos
-        node = self._atom()
+        k = K[first]
+        # The commonest atoms are read here rather than in _atom.
+        if k == "NAME":
+            self.pos = first + 1
+            node = ast.Name(self._span(first, first), V[first])
+            if K[first + 1] not in _POSTFIX:
+                return node
+        else:
+            node = self._atom()
         while True:
             k = K[self.pos]
             if k == "(":
                 self.pos += 1
                 args = [] if K[self.pos] == ")" else self._args(")")
-                self._expect(")")
-                node = ast.Call(self._span(first, self.pos - 1), node, args)
+                last = self.pos
+                if K[last] != ")":
+                    raise GiveUp
+                self.pos = last + 1
+                node = ast.Call(self._span(first, last), node, args)
             elif k == "[":
                 self.pos += 1
                 items = [self._subscript()]

@@ -343,7 +343,7 @@ def _mutants(texts: list[str], seed: int, n: int) -> list[str]:
     out = []
     for _ in range(n):
         text = r.choice(texts)
-        spans = [m.span(1) for m in descent._TOKEN.finditer(text) if m[1] != "\n"]
+        spans = [m.span(2) for m in descent._TOKEN.finditer(text) if m[2] != "\n"]
         if not spans:
             continue
         a, b = r.choice(spans)
