@@ -53,13 +53,13 @@ _TOKEN = re.compile(r"""([ \t\f\r]*)(
 # Words the grammar reserves. `in` is left out: Lark's contextual lexer reads it as a name
 # everywhere except after a comprehension's names, the one place the grammar expects the keyword
 # (and no parser state accepts both), so blocks can call their input `in`.
-_RESERVED = frozenset({"import", "from", "block", "network", "input", "target", "output", "loss",
-                       "train", "if", "else", "true", "false", "and", "or", "not", "as", "assert",
-                       "for", "param"})
+KEYWORDS = frozenset({"import", "from", "block", "network", "input", "target", "output", "loss",
+                      "train", "if", "else", "true", "false", "and", "or", "not", "as", "assert",
+                      "for", "param"})
 _PUNCTUATION = frozenset({"**", "->", "==", "!=", "<=", ">=", "//", "-", "+", "*", "/", "%", "<", ">",
                           "=", "(", ")", "[", "]", "{", "}", ",", ":", ".", "?"})
 # A token's kind: the token itself for keywords and punctuation, else by its first character.
-_KIND = {t: t for t in _RESERVED | _PUNCTUATION}
+_KIND = {t: t for t in KEYWORDS | _PUNCTUATION}
 _FIRST = {**{c: "NAME" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"},
           **{c: "NUMBER" for c in "0123456789."}, '"': "STRING", "'": "STRING"}
 
@@ -479,9 +479,8 @@ class _Reader:
     def _postfix(self):
         K, V = self.K, self.V
         first = self.pos
-        k = K[first]
-        # The commonest atoms are read here rather than in _atom.
-        if k == "NAME":
+        # The commonest atom, read here rather than in _atom.
+        if K[first] == "NAME":
             self.pos = first + 1
             node = ast.Name(self._span(first, first), V[first])
             if K[first + 1] not in _POSTFIX:
@@ -520,12 +519,10 @@ class _Reader:
                 return node
 
     def _atom(self):
+        """Any atom but a name (which `_postfix`, the only caller, reads itself)."""
         K, V = self.K, self.V
         i = self.pos
         k = K[i]
-        if k == "NAME":
-            self.pos = i + 1
-            return ast.Name(self._span(i, i), V[i])
         if k == "NUMBER":
             self.pos = i + 1
             text = V[i]

@@ -20,8 +20,7 @@ from .sources import read_spec
 # deeper specs are refused with a located error, never a RecursionError.
 MAX_DEPTH = descent.MAX_DEPTH
 
-KEYWORDS = {"import", "from", "block", "network", "input", "target", "output", "loss", "train",
-            "if", "else", "true", "false", "and", "or", "not", "as", "assert", "for", "param"}
+KEYWORDS = descent.KEYWORDS
 
 MAX_QUOTED = 40  # characters of a token quoted in a syntax error
 
@@ -92,9 +91,9 @@ class _ToAst(Transformer):
         try:
             return ast.Num(self.s(meta), int(text))
         except ValueError:  # past Python's limit on the digits of an int (4300)
-            raise LimitProblem(f"an integer of {len(text)} digits, past the limit of {sys.get_int_max_str_digits()}",
-                               self.s(meta),
-                               hint="a size or count is shorter; write a float such as 1e30 for a huge value") from None
+            limit = sys.get_int_max_str_digits()
+            raise LimitProblem(f"an integer of {len(text)} digits, past the limit of {limit}", self.s(meta),
+                               hint="write a float such as 1e30 for a huge value") from None
 
     def string(self, meta, c):
         return ast.Str(self.s(meta), str(c[0])[1:-1])
@@ -382,7 +381,7 @@ def parse(text: str, path: str = "<string>", start: str = "start"):
     text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write one
     remember_source(path, text)
     with cycle_collection_paused():
-        # The hand-written reader takes what it recognises, ~20x faster; all else, syntax errors
+        # The hand-written reader takes what it recognises, ~15x faster; all else, syntax errors
         # included, is Lark's to read or to report (see netspec/descent.py).
         try:
             with deep_stack():
