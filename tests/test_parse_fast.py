@@ -75,7 +75,10 @@ def test_every_spec_file_reads_alike(path):
 def test_the_model_zoo_never_needs_lark():
     # The fast reader is the one that reads real specs; falling back on them would hide a gap.
     for path in sorted((ROOT / "models").glob("*.net")) + sorted((ROOT / "examples").glob("*.net")):
-        agree(path.read_text(encoding="utf-8"), must_read=True)
+        text = path.read_text(encoding="utf-8")
+        agree(text, must_read=True)
+        agree(text.replace("\n", "\r\n"), must_read=True)  # as saved on Windows
+        agree(text.replace("    ", "\t"), must_read=True)
 
 
 def _embedded_specs() -> list[str]:
@@ -326,14 +329,19 @@ def test_random_expressions_read_alike():
 
 def test_random_files_read_alike():
     g = Gen(7)
+    seen = set()
     for _ in range(150):
         tokens = []
         for _ in range(g.r.randint(0, 4)):
             tokens += g.item()
+        seen.update(tokens)
         text = g.text(tokens) if tokens else g.pick(["", "\n", "# only a comment\n"])
         if g.chance(0.1):
             text = "\ufeff" + text
         agree(text, must_read=True)
+    # The generator reaches every keyword and operator of the grammar.
+    literals = {t.pattern.value for t in parser().terminals if t.pattern.type == "str"}
+    assert literals | {"**", "//", "%", "<=", "!="} <= seen
 
 
 def _mutants(texts: list[str], seed: int, n: int) -> list[str]:
@@ -360,7 +368,7 @@ def _mutants(texts: list[str], seed: int, n: int) -> list[str]:
 def test_mutated_texts_are_never_accepted_where_lark_refuses():
     g = Gen(99)
     texts = [g.text(g.item() + g.item()) for _ in range(60)]
-    texts += [p.read_text(encoding="utf-8") for p in (ROOT / "models").glob("mlp.net")]
+    texts += [(ROOT / "models" / name).read_text(encoding="utf-8") for name in ("mlp.net", "lenet5.net", "convnext.net")]
     refused = 0
     for text in _mutants(texts, 5, 700):
         refused += not agree(text)
@@ -404,6 +412,7 @@ def test_deep_brackets_and_unary_chains_go_to_lark():
     _net("c ? x -> ReLU : x -> Sigmoid"), _net("c ? x : (x -> Sigmoid)"), _net("c ? x :\f(x -> Y)"),
     _net("c ? a : b ? d : e"), _net("(x) -> (y)"), _net("((x)) + (y)"), _net("f(a=(x), (y),)"),
     _net("1.e5 + .5e-3 + 007"), _net("x\r\n -> y"), "\ufeff" + _net("x"), "network N {\n input x: in[3]\n}",
+    _net('f("é ü", \'#\') # ünïcödé'), _net("x -> Linear(4) # c\r\n  -> ReLU"), "", "# only\n# comments",
 ])
 def test_corner_cases_read_alike(text):
     agree(text, must_read=True)
