@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from netspec import descent
-from netspec.errors import NetspecError, Span
+from netspec.errors import LimitProblem, NetspecError, Span
 from netspec.parse import KEYWORDS, MAX_DEPTH, parse, parse_with_lark, parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -454,3 +454,11 @@ def test_parse_takes_the_fast_path_and_falls_back(monkeypatch):
     with pytest.raises(NetspecError, match="unexpected"):
         parse(_net("a < b < c"), "bad.net")
     assert parse("network N {\n input x\n h = as\n}", "quirk.net")  # what only Lark accepts, Lark reads
+
+
+def test_an_over_long_integer_is_a_located_error():
+    # Python refuses to convert more than 4,300 digits; that was a crash (exit 3) in Lark's path.
+    with pytest.raises(LimitProblem, match="an integer of 5001 digits") as e:
+        parse(_net("x * 1" + "0" * 5000), "long.net")
+    span = e.value.diagnostics[0].span
+    assert (span.path, span.line, span.col, span.end_col) == ("long.net", 3, 13, 13 + 5001)
