@@ -116,36 +116,18 @@ def read(text: str, path: str, start: str = "start") -> list:
     return _Reader(text, path).read(start)
 
 
-class _Reader:
-    __slots__ = ("K", "V", "L", "C", "E", "pos", "nest", "path", "text", "_lines", "_else_ifs")
+class _Expressions:
+    """The expression half of the grammar, over the tokens of one text."""
+
+    __slots__ = ("K", "V", "L", "C", "E", "pos", "nest", "path", "text", "_lines")
 
     def __init__(self, text: str, path: str):
-        self.K, self.V, self.L, self.C, self.E = tokens(text)
-        self.pos = 0
-        self.nest = 0
+        self.K, self.V, self.L, self.C, self.E = tokens(text)  # kinds, texts, lines, columns, ends
+        self.pos = 0  # the next token
+        self.nest = 0  # calls nested by brackets, unary operators and `**` (MAX_NESTING)
         self.path = path
         self.text = text
         self._lines: list[str] | None = None
-        self._else_ifs: set[int] = set()  # ids of IfStmts written `else if` (no body around them)
-
-    def read(self, start: str) -> list:
-        if start == "args":
-            args = self._args("$END")
-            self._expect("$END")
-            if len(self.K) - 2 > MAX_DEPTH - 1:
-                _check_depth([(a, 2) for a in args], self._else_ifs)
-            return args
-        if start != "start":
-            raise GiveUp
-        items = []
-        K = self.K
-        while K[self.pos] != "$END":
-            first = self.pos
-            item = self._item()
-            if self.pos - first > MAX_DEPTH - 1:
-                self._check_item(item)
-            items.append(item)
-        return items
 
     # spans -------------------------------------------------------------------------------------
 
@@ -178,6 +160,246 @@ class _Reader:
         self.nest += 1
         if self.nest > MAX_NESTING:
             raise GiveUp
+
+    # expressions -------------------------------------------------------------------------------
+
+    def _expr(self):
+        """ternary: chain ["?" ternary ":" ternary]; chain: or_test ("->" or_test)*."""
+        self.nest += 1
+        if self.nest > MAX_NESTING:
+            raise GiveUp
+        K = self.K
+        first = self.pos
+        node = self._binary(_OR)
+        if K[self.pos] == "->":
+            items = [node]
+            while K[self.pos] == "->":
+                self.pos += 1
+                items.append(self._binary(_OR))
+            node = ast.Chain(self._span(first, self.pos - 1), items)
+        if K[self.pos] == "?":
+            self.pos += 1
+            then = self._expr()
+            self._expect(":")
+            other = self._expr()
+            ambiguous = (not isinstance(then, ast.Chain) and isinstance(other, ast.Chain)
+                         and not self._parenthesized(other))
+            node = ast.Ternary(self._span(first, self.pos - 1), node, then, other, ambiguous=ambiguous)
+        self.nest -= 1
+        return node
+
+    def _parenthesized(self, node) -> bool:
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        return parenthesized(self._lines, node)
+
+    def _binary(self, least: int):
+        """Operators binding at least as tightly as `least`, by precedence climbing."""
+        K = self.K
+        first = self.pos
+        k = K[first]
+        if k == "not":
+            if least > _NOT:
+                raise GiveUp  # `not` is not an operand of a comparison or arithmetic
+            self._deeper()
+            self.pos += 1
+            operand = self._binary(_NOT)
+            node = ast.Not(self._span(first, self.pos - 1), operand)
+            self.nest -= 1
+        elif k == "-":
+            self._deeper()
+            self.pos += 1
+            operand = self._binary(_NEG)
+            node = ast.Neg(self._span(first, self.pos - 1), operand)
+            self.nest -= 1
+        else:
+            node = self._postfix()
+        while True:
+            op = K[self.pos]
+            power = _BINARY.get(op)
+            if power is None or power < least:
+                return node
+            self.pos += 1
+            if power == _POW:  # right-associative, and its right side may be negated
+                self._deeper()
+                right = self._binary(_NEG)
+                self.nest -= 1
+            else:
+                right = self._binary(power + 1)
+            span = self._span(first, self.pos - 1)
+            if power == _OR or power == _AND:
+                node = ast.BoolOp(span, op, node, right)
+            else:
+                node = ast.BinOp(span, op, node, right)
+                if power == _CMP and K[self.pos] in _COMPARISONS:
+                    raise GiveUp  # comparisons do not chain
+
+    def _postfix(self):
+        K, V = self.K, self.V
+        first = self.pos
+        # The commonest atom, read here rather than in _atom.
+        if K[first] == "NAME":
+            self.pos = first + 1
+            node = ast.Name(self._span(first, first), V[first])
+            if K[first + 1] not in _POSTFIX:
+                return node
+        else:
+            node = self._atom()
+        while True:
+            k = K[self.pos]
+            if k == "(":
+                self.pos += 1
+                args = [] if K[self.pos] == ")" else self._args(")")
+                last = self.pos
+                if K[last] != ")":
+                    raise GiveUp
+                self.pos = last + 1
+                node = ast.Call(self._span(first, last), node, args)
+            elif k == "[":
+                self.pos += 1
+                items = [self._subscript()]
+                while K[self.pos] == ",":
+                    self.pos += 1
+                    if K[self.pos] == "]":
+                        break
+                    items.append(self._subscript())
+                self._expect("]")
+                node = ast.Index(self._span(first, self.pos - 1), node, items)
+            elif k == ".":
+                self.pos += 1
+                name = self._name()
+                node = ast.Attr(self._span(first, name), node, V[name], self._span(name, name))
+            elif k == "as":
+                self.pos += 1
+                name = self._name()
+                node = ast.Named(self._span(first, name), node, V[name])
+            else:
+                return node
+
+    def _atom(self):
+        """Any atom but a name (which `_postfix`, the only caller, reads itself)."""
+        K, V = self.K, self.V
+        i = self.pos
+        k = K[i]
+        if k == "NUMBER":
+            self.pos = i + 1
+            text = V[i]
+            if "." in text or "e" in text or "E" in text:
+                return ast.Num(self._span(i, i), float(text))
+            try:
+                return ast.Num(self._span(i, i), int(text))
+            except ValueError:
+                raise GiveUp from None  # past Python's digit limit: Lark's path reports it
+        if k == "(":
+            self.pos = i + 1
+            node = self._expr()
+            self._expect(")")
+            return node
+        if k == "STRING":
+            self.pos = i + 1
+            return ast.Str(self._span(i, i), V[i][1:-1])
+        if k == "[":
+            return self._list()
+        if k == "true" or k == "false":
+            self.pos = i + 1
+            return ast.Bool(self._span(i, i), k == "true")
+        raise GiveUp
+
+    def _list(self):
+        K, V = self.K, self.V
+        first = self.pos
+        self.pos += 1
+        if K[self.pos] == "]":
+            self.pos += 1
+            return ast.ListE(self._span(first, self.pos - 1), [])
+        item = self._expr()
+        if K[self.pos] == "for":
+            self.pos += 1
+            names = [V[self._name()]]
+            while K[self.pos] == ",":
+                self.pos += 1
+                names.append(V[self._name()])
+            if V[self.pos] != "in":
+                raise GiveUp
+            self.pos += 1
+            source = self._binary(_OR)
+            cond = None
+            if K[self.pos] == "if":
+                self.pos += 1
+                cond = self._binary(_OR)
+            self._expect("]")
+            return ast.Comprehension(self._span(first, self.pos - 1), item, names, source, cond)
+        items = [item]
+        while K[self.pos] == ",":
+            self.pos += 1
+            if K[self.pos] == "]":
+                break
+            items.append(self._expr())
+        self._expect("]")
+        return ast.ListE(self._span(first, self.pos - 1), items)
+
+    def _subscript(self):
+        """expr, or a slice [expr] ":" [expr] [":" [expr]]."""
+        K = self.K
+        first = self.pos
+        start = None if K[first] == ":" else self._expr()
+        if K[self.pos] != ":":
+            return start
+        self.pos += 1
+        stop = None if K[self.pos] in _EXPR_END or K[self.pos] == ":" else self._expr()
+        step = None
+        if K[self.pos] == ":":
+            self.pos += 1
+            step = None if K[self.pos] in _EXPR_END else self._expr()
+        return ast.Slice(self._span(first, self.pos - 1), start, stop, step)
+
+    def _args(self, closer: str) -> list:
+        """arg ("," arg)* [","], up to `closer`; an arg is `NAME = expr` or an expression."""
+        K, V = self.K, self.V
+        args = []
+        while True:
+            i = self.pos
+            if K[i] == "NAME" and K[i + 1] == "=":
+                self.pos = i + 2
+                value = self._expr()
+                args.append(ast.Arg(self._span(i, self.pos - 1), V[i], value, self._span(i, i)))
+            else:
+                value = self._expr()
+                args.append(ast.Arg(value.span, None, value))
+            if K[self.pos] != ",":
+                return args
+            self.pos += 1
+            if K[self.pos] == closer:
+                return args
+
+
+class _Reader(_Expressions):
+    """The statements and top-level items, and the depth check of Lark's tree."""
+
+    __slots__ = ("_else_ifs",)
+
+    def __init__(self, text: str, path: str):
+        super().__init__(text, path)
+        self._else_ifs: set[int] = set()  # ids of IfStmts written `else if` (no body around them)
+
+    def read(self, start: str) -> list:
+        if start == "args":
+            args = self._args("$END")
+            self._expect("$END")
+            if len(self.K) - 2 > MAX_DEPTH - 1:
+                _check_depth([(a if a.name is not None else a.value, 2) for a in args], self._else_ifs)
+            return args
+        if start != "start":
+            raise GiveUp
+        items = []
+        K = self.K
+        while K[self.pos] != "$END":
+            first = self.pos
+            item = self._item()
+            if self.pos - first > MAX_DEPTH - 1:
+                self._check_item(item)
+            items.append(item)
+        return items
 
     # top level ---------------------------------------------------------------------------------
 
@@ -403,217 +625,6 @@ class _Reader:
             settings.append(ast.Setting(self._span(name, self.pos - 1), self.V[name], value))
         self.pos += 1
         return ast.TrainDef(self._span(first, self.pos - 1), settings)
-
-    # expressions -------------------------------------------------------------------------------
-
-    def _expr(self):
-        """ternary: chain ["?" ternary ":" ternary]; chain: or_test ("->" or_test)*."""
-        self.nest += 1
-        if self.nest > MAX_NESTING:
-            raise GiveUp
-        K = self.K
-        first = self.pos
-        node = self._binary(_OR)
-        if K[self.pos] == "->":
-            items = [node]
-            while K[self.pos] == "->":
-                self.pos += 1
-                items.append(self._binary(_OR))
-            node = ast.Chain(self._span(first, self.pos - 1), items)
-        if K[self.pos] == "?":
-            self.pos += 1
-            then = self._expr()
-            self._expect(":")
-            other = self._expr()
-            ambiguous = (not isinstance(then, ast.Chain) and isinstance(other, ast.Chain)
-                         and not self._parenthesized(other))
-            node = ast.Ternary(self._span(first, self.pos - 1), node, then, other, ambiguous=ambiguous)
-        self.nest -= 1
-        return node
-
-    def _parenthesized(self, node) -> bool:
-        if self._lines is None:
-            self._lines = self.text.splitlines()
-        return parenthesized(self._lines, node)
-
-    def _binary(self, least: int):
-        """Operators binding at least as tightly as `least`, by precedence climbing."""
-        K = self.K
-        first = self.pos
-        k = K[first]
-        if k == "not":
-            if least > _NOT:
-                raise GiveUp  # `not` is not an operand of a comparison or arithmetic
-            self._deeper()
-            self.pos += 1
-            operand = self._binary(_NOT)
-            node = ast.Not(self._span(first, self.pos - 1), operand)
-            self.nest -= 1
-        elif k == "-":
-            self._deeper()
-            self.pos += 1
-            operand = self._binary(_NEG)
-            node = ast.Neg(self._span(first, self.pos - 1), operand)
-            self.nest -= 1
-        else:
-            node = self._postfix()
-        while True:
-            op = K[self.pos]
-            power = _BINARY.get(op)
-            if power is None or power < least:
-                return node
-            self.pos += 1
-            if power == _POW:  # right-associative, and its right side may be negated
-                self._deeper()
-                right = self._binary(_NEG)
-                self.nest -= 1
-            else:
-                right = self._binary(power + 1)
-            span = self._span(first, self.pos - 1)
-            if power == _OR or power == _AND:
-                node = ast.BoolOp(span, op, node, right)
-            else:
-                node = ast.BinOp(span, op, node, right)
-                if power == _CMP and K[self.pos] in _COMPARISONS:
-                    raise GiveUp  # comparisons do not chain
-
-    def _postfix(self):
-        K, V = self.K, self.V
-        first = self.pos
-        # The commonest atom, read here rather than in _atom.
-        if K[first] == "NAME":
-            self.pos = first + 1
-            node = ast.Name(self._span(first, first), V[first])
-            if K[first + 1] not in _POSTFIX:
-                return node
-        else:
-            node = self._atom()
-        while True:
-            k = K[self.pos]
-            if k == "(":
-                self.pos += 1
-                args = [] if K[self.pos] == ")" else self._args(")")
-                last = self.pos
-                if K[last] != ")":
-                    raise GiveUp
-                self.pos = last + 1
-                node = ast.Call(self._span(first, last), node, args)
-            elif k == "[":
-                self.pos += 1
-                items = [self._subscript()]
-                while K[self.pos] == ",":
-                    self.pos += 1
-                    if K[self.pos] == "]":
-                        break
-                    items.append(self._subscript())
-                self._expect("]")
-                node = ast.Index(self._span(first, self.pos - 1), node, items)
-            elif k == ".":
-                self.pos += 1
-                name = self._name()
-                node = ast.Attr(self._span(first, name), node, V[name], self._span(name, name))
-            elif k == "as":
-                self.pos += 1
-                name = self._name()
-                node = ast.Named(self._span(first, name), node, V[name])
-            else:
-                return node
-
-    def _atom(self):
-        """Any atom but a name (which `_postfix`, the only caller, reads itself)."""
-        K, V = self.K, self.V
-        i = self.pos
-        k = K[i]
-        if k == "NUMBER":
-            self.pos = i + 1
-            text = V[i]
-            if "." in text or "e" in text or "E" in text:
-                return ast.Num(self._span(i, i), float(text))
-            try:
-                return ast.Num(self._span(i, i), int(text))
-            except ValueError:
-                raise GiveUp from None  # past Python's digit limit: Lark's path reports it
-        if k == "(":
-            self.pos = i + 1
-            node = self._expr()
-            self._expect(")")
-            return node
-        if k == "STRING":
-            self.pos = i + 1
-            return ast.Str(self._span(i, i), V[i][1:-1])
-        if k == "[":
-            return self._list()
-        if k == "true" or k == "false":
-            self.pos = i + 1
-            return ast.Bool(self._span(i, i), k == "true")
-        raise GiveUp
-
-    def _list(self):
-        K, V = self.K, self.V
-        first = self.pos
-        self.pos += 1
-        if K[self.pos] == "]":
-            self.pos += 1
-            return ast.ListE(self._span(first, self.pos - 1), [])
-        item = self._expr()
-        if K[self.pos] == "for":
-            self.pos += 1
-            names = [V[self._name()]]
-            while K[self.pos] == ",":
-                self.pos += 1
-                names.append(V[self._name()])
-            if V[self.pos] != "in":
-                raise GiveUp
-            self.pos += 1
-            source = self._binary(_OR)
-            cond = None
-            if K[self.pos] == "if":
-                self.pos += 1
-                cond = self._binary(_OR)
-            self._expect("]")
-            return ast.Comprehension(self._span(first, self.pos - 1), item, names, source, cond)
-        items = [item]
-        while K[self.pos] == ",":
-            self.pos += 1
-            if K[self.pos] == "]":
-                break
-            items.append(self._expr())
-        self._expect("]")
-        return ast.ListE(self._span(first, self.pos - 1), items)
-
-    def _subscript(self):
-        """expr, or a slice [expr] ":" [expr] [":" [expr]]."""
-        K = self.K
-        first = self.pos
-        start = None if K[first] == ":" else self._expr()
-        if K[self.pos] != ":":
-            return start
-        self.pos += 1
-        stop = None if K[self.pos] in _EXPR_END or K[self.pos] == ":" else self._expr()
-        step = None
-        if K[self.pos] == ":":
-            self.pos += 1
-            step = None if K[self.pos] in _EXPR_END else self._expr()
-        return ast.Slice(self._span(first, self.pos - 1), start, stop, step)
-
-    def _args(self, closer: str) -> list:
-        """arg ("," arg)* [","], up to `closer`; an arg is `NAME = expr` or an expression."""
-        K, V = self.K, self.V
-        args = []
-        while True:
-            i = self.pos
-            if K[i] == "NAME" and K[i + 1] == "=":
-                self.pos = i + 2
-                value = self._expr()
-                args.append(ast.Arg(self._span(i, self.pos - 1), V[i], value, self._span(i, i)))
-            else:
-                value = self._expr()
-                args.append(ast.Arg(value.span, None, value))
-            if K[self.pos] != ",":
-                return args
-            self.pos += 1
-            if K[self.pos] == closer:
-                return args
 
 
 def parenthesized(lines: list[str], node) -> bool:

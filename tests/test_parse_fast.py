@@ -389,6 +389,7 @@ def test_the_depth_limit_holds_to_the_level(n):
     agree(_net("x" + " + x" * n), must_read=True)
     agree(_net("[" * (n // 2) + "x" + "]" * (n // 2)), must_read=True)
     agree("k=" + "1 - " * n + "1", start="args", must_read=True)
+    agree("k=1, " + "1 - " * (n + 1) + "1", start="args", must_read=True)  # a positional argument
     # Ten `else if` branches (one level each) or ten `else { if` (two each), then a sum.
     for branch, levels in ((" else if x { y = x }@", 10), (" else { if x { y = x }@ }", 20)):
         text = "if x { y = x }" + "@"
