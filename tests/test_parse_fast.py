@@ -347,7 +347,7 @@ def test_random_files_read_alike():
 def _mutants(texts: list[str], seed: int, n: int) -> list[str]:
     """Each text with one token deleted, doubled or replaced by another token."""
     r = random.Random(seed)
-    vocabulary = sorted(descent._KIND) + NAMES[:3] + NUMBERS[:3] + STRINGS[:2] + ["in", "!", ";", '"open']
+    vocabulary = sorted(descent._KIND) + NAMES[:3] + NUMBERS[:3] + STRINGS[:2] + ["in", "!", ";", '"open', "#", "\n"]
     out = []
     for _ in range(n):
         text = r.choice(texts)
