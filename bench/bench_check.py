@@ -52,7 +52,8 @@ def deep_specs(folder: Path, layers: int) -> dict[str, Path]:
 
 
 def in_process(tmp: str) -> dict:
-    """Milliseconds to make the parser: building the tables, then loading them from the cache."""
+    """Milliseconds to make the parser (building the tables, loading them from the cache) and to
+    read the line-by-line deep spec in tmp, by the fast reader and by Lark."""
     from netspec import parser_cache
     from netspec.parse import _grammar_path
     grammar = _grammar_path().read_text(encoding="utf-8")
@@ -66,6 +67,20 @@ def in_process(tmp: str) -> dict:
         t = time.perf_counter()
         parser_cache.load_or_build(grammar, options, folder)
         out["cached"].append(time.perf_counter() - t)
+    from netspec.gcpause import cycle_collection_paused
+    from netspec.parse import parse, parse_with_lark
+    text = (Path(tmp) / "deep_lines.net").read_text(encoding="utf-8")
+    out["read fast"], out["read by Lark"] = [], []
+    for i in range(3):  # paused as `netspec check` pauses the collector, so no collection is timed
+        with cycle_collection_paused():
+            t = time.perf_counter()
+            items = parse(text, "deep_lines.net")
+            out["read fast"].append(time.perf_counter() - t)
+            if i == 0:
+                t = time.perf_counter()
+                items = parse_with_lark(text, "deep_lines.net")
+                out["read by Lark"].append(time.perf_counter() - t)
+        del items
     return {k: statistics.median(v) * 1e3 for k, v in out.items()}
 
 
@@ -127,7 +142,10 @@ def main() -> None:
         written, repeated = (med[f"{args.layers:,} layers, {form}{suffix}"] for form in deep)
         lines.append(f"- {args.layers:,} layers{suffix}: line by line / `* n` = **{written / repeated:.2f}**.")
     lines += ["", f"Making the parser in-process (median of 5): building the LALR tables "
-              f"{parser_ms['build']:.1f} ms, loading them from the cache {parser_ms['cached']:.1f} ms."]
+              f"{parser_ms['build']:.1f} ms, loading them from the cache {parser_ms['cached']:.1f} ms.",
+              "", f"Reading the {args.layers:,}-line spec into its syntax tree in-process: the fast reader "
+              f"(netspec/descent.py) {parser_ms['read fast']:.0f} ms (median of 3), Lark "
+              f"{parser_ms['read by Lark']:.0f} ms (one run)."]
     text = "\n".join(lines) + "\n"
     print(text)
     write_section("bench_check", text)
