@@ -55,7 +55,7 @@ def in_process(tmp: str) -> dict:
     """Milliseconds to make the parser (building the tables, loading them from the cache) and to
     read the line-by-line deep spec in tmp, by the fast reader and by Lark."""
     from netspec import parser_cache
-    from netspec.parse import _grammar_path
+    from netspec.lark_reader import _grammar_path
     grammar = _grammar_path().read_text(encoding="utf-8")
     options = {"parser": "lalr", "start": "start", "propagate_positions": True, "maybe_placeholders": True}
     out = {"build": [], "cached": []}

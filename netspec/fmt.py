@@ -24,6 +24,7 @@ from pathlib import Path
 from lark import Tree
 from lark.exceptions import UnexpectedInput
 
+from . import lark_reader
 from . import parse as parse_mod
 from .errors import DataProblem, NetspecError, Span
 from .file_kinds import check_input
@@ -82,7 +83,7 @@ class Frame:
 
 def _tokens(text: str) -> list[Tok]:
     out, breaks = [], 0
-    for t in parse_mod.parser().lex(text, dont_ignore=True):
+    for t in lark_reader.parser().lex(text, dont_ignore=True):
         if t.type == "WS":
             breaks += str(t).count("\n")
             continue
@@ -423,10 +424,10 @@ def format_text(text: str, path: str = "<string>") -> str:
     text = text.removeprefix("\ufeff")  # the parser accepts a byte-order mark; the layout drops it
     before = parse_mod.parse(text, path)
     try:
-        tree = parse_mod.parser().parse(text)
+        tree = lark_reader.parser().parse(text)
         toks = _tokens(text)
     except UnexpectedInput as e:  # parse() above accepted it; keep the error located anyway
-        raise parse_mod._syntax_error(e, path, text) from None
+        raise lark_reader.syntax_error(e, path, text) from None
     except FormatProblem as e:
         d = e.diagnostics[0]
         raise FormatProblem(d.message, dataclasses.replace(d.span, path=path)) from None

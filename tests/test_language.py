@@ -413,6 +413,25 @@ def test_check_imports_neither_torch_nor_numpy_nor_onnx():
     assert r.returncode == 0, r.stderr
 
 
+def test_lark_is_imported_for_a_syntax_error_only(tmp_path):
+    # The hand-written reader reads a well-formed spec; Lark reports what it gives up on.
+    bad = tmp_path / "bad.net"
+    bad.write_text("network Bad {\n    input x: float32[N, 4]\n    output y = x -> Linear(4\n}\n")
+    code = textwrap.dedent(f"""
+        import sys
+        from click.testing import CliRunner
+        from netspec.cli import main
+        r = CliRunner().invoke(main, ["check", "--brief", {str(ROOT / "models/resnet.net:ResNet152")!r}])
+        assert r.exit_code == 0, r.output
+        assert "lark" not in sys.modules
+        r = CliRunner().invoke(main, ["check", {str(bad)!r}])
+        assert r.exit_code == 1 and "bad.net:3" in r.output, r.output
+        assert "lark" in sys.modules
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
 def test_import_netspec_is_light():
     code = f"import sys, netspec; heavy = sorted(m for m in {HEAVY!r} if m in sys.modules); assert not heavy, heavy"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -18,7 +18,8 @@ import pytest
 
 from netspec import descent
 from netspec.errors import LimitProblem, NetspecError, Span
-from netspec.parse import KEYWORDS, MAX_DEPTH, parse, parse_with_lark, parser
+from netspec.lark_reader import parser
+from netspec.parse import KEYWORDS, MAX_DEPTH, parse, parse_with_lark
 
 ROOT = Path(__file__).resolve().parent.parent
 

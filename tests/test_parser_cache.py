@@ -6,7 +6,7 @@ import pytest
 from lark import Lark
 
 from netspec import parser_cache
-from netspec.parse import _grammar_path
+from netspec.lark_reader import _grammar_path
 
 OPTIONS = {"parser": "lalr", "start": "start", "propagate_positions": True, "maybe_placeholders": True}
 

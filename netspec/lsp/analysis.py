@@ -93,12 +93,12 @@ def more_syntax_errors(text: str, path: str, first: list[Diagnostic]) -> list[Di
     One error per line at most, since what follows a mistake on its own line is mostly its echo.
     """
     from lark.exceptions import UnexpectedInput
-    from ..parse import _syntax_error, parser
+    from ..lark_reader import parser, syntax_error
     lines = {d.span.line for d in first if d.span}
     found: list[Diagnostic] = []
 
     def on_error(e: UnexpectedInput) -> bool:
-        d = _syntax_error(e, path, text).diagnostics[0]
+        d = syntax_error(e, path, text).diagnostics[0]
         if d.span and d.span.line not in lines:
             lines.add(d.span.line)
             found.append(d)
