@@ -81,3 +81,30 @@ def test_the_gc_pause_restores_the_previous_state(enabled):
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_what_the_pause_made_is_not_left_to_the_next_young_collection():
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        with cycle_collection_paused():
+            kept = [[i] for i in range(50_000)]
+        # The containers made while paused went to the oldest generation, not the youngest.
+        assert gc.get_count()[0] < 1_000
+        assert gc.is_tracked(kept[0])
+    finally:
+        gc.enable() if was else gc.disable()
+
+
+def test_a_callers_frozen_objects_stay_frozen():
+    was = gc.isenabled()
+    gc.enable()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with cycle_collection_paused():
+            made = [[i] for i in range(1_000)]
+        assert gc.get_freeze_count() == frozen and made
+    finally:
+        gc.unfreeze()
+        gc.enable() if was else gc.disable()
