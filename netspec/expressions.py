@@ -45,12 +45,12 @@ class Expressions:
             namer = Namer(scope, f"_{scope.anon}")
         if isinstance(e, (ast.Num, ast.Str, ast.Bool)):
             return e.value
+        if isinstance(e, ast.Chain):
+            return self._chain(e, scope, namer)
         if isinstance(e, ast.ListE):
             return check_size(tuple(self.evaluate(x, scope, namer) for x in e.items), e.span)
         if isinstance(e, ast.Comprehension):
             return self._comprehension(e, scope, namer)
-        if isinstance(e, ast.Chain):
-            return self._chain(e, scope, namer)
         if isinstance(e, (ast.Name, ast.Call, ast.Named)):
             v = self._value_or_layer(e, scope, namer)
             if isinstance(v, Layer) and (v.tensors or _sourceless(v) and not isinstance(e, ast.Name)):
@@ -247,11 +247,6 @@ class Expressions:
 
     def _value_or_layer(self, e, scope: Scope, namer: Namer):
         """Evaluate a name, call or `as` without applying a layer to its tensor arguments."""
-        if isinstance(e, ast.Named):
-            v = self._value_or_layer(e.value, scope, namer)
-            if not isinstance(v, Layer):
-                raise GraphProblem(f"only a layer can be named with 'as', not {_kind(v)}", e.span)
-            return replace(v, name=e.name)
         if isinstance(e, ast.Name):
             b = scope.vars.get(e.id)
             if b is not None:
@@ -286,8 +281,8 @@ class Expressions:
                 layer = Layer(callee, span=e.span)
             for a in e.args:
                 v = self.evaluate(a.value, scope, namer)
-                origin = self._origin(a.value, scope)
-                if _is_tensorish(v):
+                origin = self._origin(a.value, scope) if isinstance(a.value, ast.Name) else None
+                if isinstance(v, Tensor) or isinstance(v, tuple) and _is_tensorish(v):
                     if a.name is not None:
                         raise GraphProblem(f"tensor inputs are passed by position, not as '{a.name}='", a.span)
                     layer.tensors.extend(_tensors(v))
@@ -298,6 +293,11 @@ class Expressions:
                 else:
                     layer.kw[a.name] = (v, a.span, a.name_span, origin)
             return layer
+        if isinstance(e, ast.Named):
+            v = self._value_or_layer(e.value, scope, namer)
+            if not isinstance(v, Layer):
+                raise GraphProblem(f"only a layer can be named with 'as', not {_kind(v)}", e.span)
+            return replace(v, name=e.name)
         return self.evaluate(e, scope, namer)
 
     def _function(self, e: ast.Call, scope: Scope, namer: Namer):
@@ -329,6 +329,8 @@ class Expressions:
                 else self._binop(item, scope, namer, in_chain=True)
         else:
             layer = self.evaluate(item, scope, namer)
+        if isinstance(layer, Layer):
+            return (layer,)
         steps = _flat_layers(layer)
         if steps is None:
             raise GraphProblem(f"cannot pass a tensor through {_kind(layer)}", item.span,
@@ -339,20 +341,31 @@ class Expressions:
         first = e.items[0]
         v = self._value_or_layer(first, scope, namer) if isinstance(first, (ast.Name, ast.Call, ast.Named)) \
             else self.evaluate(first, scope, namer)
-        if isinstance(v, Layer) and (v.tensors or _sourceless(v) and not isinstance(first, ast.Name)):
-            v = self.apply(v, [], scope, namer)
-        if isinstance(v, Layer) or (_is_layers(v) and not any(x.tensors for x in v)):
-            # `Conv2d(8, 3) -> ReLU` with no tensor in front composes layers, for a list or a name.
-            head = (v,) if isinstance(v, Layer) else v
-            return head + tuple(s for item in e.items[1:] for s in self._step(item, scope, namer))
-        if not _is_tensorish(v):
-            raise GraphProblem(f"a chain starts from a tensor, got {_kind(v)}", first.span,
-                               hint="start from an input or a named tensor: x -> ...")
+        if not isinstance(v, Tensor):  # the common case, `x -> ...`, needs none of the head's checks
+            v, composed = self._chain_head(v, e, scope, namer)
+            if composed:
+                return v
         for item in e.items[1:]:
             # A list of layers (`[Block(c) for c in widths]`) runs them one after the other.
             for step in self._step(item, scope, namer):
                 v = self.apply(step, _tensors(v), scope, namer)
         return v
+
+    def _chain_head(self, v, e: ast.Chain, scope: Scope, namer: Namer):
+        """(what a chain that does not start from one tensor runs from, False): its first layer
+        applied (`Param(...) -> ...`) or its tensors; or (the layers it composes, True) when no
+        tensor is in front."""
+        first = e.items[0]
+        if isinstance(v, Layer) and (v.tensors or _sourceless(v) and not isinstance(first, ast.Name)):
+            v = self.apply(v, [], scope, namer)
+        if isinstance(v, Layer) or (_is_layers(v) and not any(x.tensors for x in v)):
+            # `Conv2d(8, 3) -> ReLU` with no tensor in front composes layers, for a list or a name.
+            head = (v,) if isinstance(v, Layer) else v
+            return head + tuple(s for item in e.items[1:] for s in self._step(item, scope, namer)), True
+        if not _is_tensorish(v):
+            raise GraphProblem(f"a chain starts from a tensor, got {_kind(v)}", first.span,
+                               hint="start from an input or a named tensor: x -> ...")
+        return v, False
 
 
 def _is_symbolic_dim(name: str, scope: Scope) -> bool:
