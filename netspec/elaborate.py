@@ -175,7 +175,10 @@ class Elaborator(Expressions, Expansion, Objectives):
 
     def exec_block(self, stmts: list, scope: Scope) -> None:
         for s in stmts:
-            self.statement(s, scope)
+            if type(s) is ast.Assign and len(s.names) == 1:  # nearly every statement: no dispatch
+                self._assign_one(s, scope)
+            else:
+                self.statement(s, scope)
 
     def _define_var(self, scope: Scope, name: str, value, span: Span, used=False) -> Binding:
         if name == "_":  # discarded: never read, never checked for use
@@ -297,12 +300,19 @@ class Elaborator(Expressions, Expansion, Objectives):
 
     def _single_layer(self, e) -> bool:
         """True when a statement's value is one layer application, so the layer takes its name."""
+        while isinstance(e, ast.Chain):  # `x -> L`, the statement of a spec written line by line
+            if len(e.items) != 2 or not isinstance(e.items[0], ast.Name):
+                return False
+            e = e.items[1]
+            if isinstance(e, ast.Name):
+                return True
         if isinstance(e, ast.Call):
-            return all(_plain(a.value) for a in e.args)
+            for a in e.args:
+                if not isinstance(a.value, _LEAVES) and not _plain(a.value):
+                    return False
+            return True
         if isinstance(e, ast.BinOp) and e.op in ("+", "-", "*"):
             return isinstance(e.left, ast.Name) and isinstance(e.right, ast.Name)
-        if isinstance(e, ast.Chain) and len(e.items) == 2 and isinstance(e.items[0], ast.Name):
-            return isinstance(e.items[1], ast.Name) or self._single_layer(e.items[1])
         return False
 
     def _assign(self, s: ast.Assign, scope: Scope) -> None:
@@ -335,9 +345,12 @@ class Elaborator(Expressions, Expansion, Objectives):
             scope.anon += 1
             self.evaluate(s.value, scope, Namer(scope, f"_{scope.anon}", self._single_layer(s.value)))
             return
-        self._check_new(scope, name, span)
-        value = self.evaluate(s.value, scope, Namer(scope, name, self._single_layer(s.value)))
-        scope.vars[name] = Binding(value, span, used=not _is_tensorish(value))
+        if name in scope.vars or name in REGISTRY or name in scope.file.defs:
+            self._check_new(scope, name, span)  # raises, saying which
+        e = s.value
+        namer = Namer(scope, name, self._single_layer(e))
+        value = self._chain(e, scope, namer) if isinstance(e, ast.Chain) else self.evaluate(e, scope, namer)
+        scope.vars[name] = Binding(value, span, not (isinstance(value, Tensor) or _is_tensorish(value)))
 
     def _output(self, s: ast.OutputDecl, scope: Scope) -> None:
         if s.value is None:
@@ -358,9 +371,14 @@ class Elaborator(Expressions, Expansion, Objectives):
                 raise NameProblem(f"output '{s.name}' is declared twice", s.span)
             add_output(scope.g, s.name, value.ref, s.span)
 
+_LEAVES = (ast.Name, ast.Num, ast.Str, ast.Bool)
+
+
 def _plain(x) -> bool:
     """An expression that makes no layer of its own (a module function: a closure that calls
     itself is a reference cycle, garbage the paused collector would keep for every statement)."""
+    if isinstance(x, _LEAVES):
+        return True
     if isinstance(x, ast.ListE):
         return all(_plain(i) for i in x.items)
     if isinstance(x, ast.Attr):
@@ -369,7 +387,7 @@ def _plain(x) -> bool:
         return _plain(x.value) and all(_plain(i) for i in x.items if not isinstance(i, ast.Slice))
     if isinstance(x, ast.Call):
         return isinstance(x.func, ast.Name) and x.func.id in FUNCTIONS and all(_plain(a.value) for a in x.args)
-    return isinstance(x, (ast.Name, ast.Num, ast.Str, ast.Bool)) or (
+    return (
         isinstance(x, (ast.BinOp, ast.Neg))
         and all(_plain(c) for c in (getattr(x, "left", None), getattr(x, "right", None),
                                     getattr(x, "value", None)) if c is not None))

@@ -259,46 +259,55 @@ class Expressions:
                 raise self._undefined(e.id, e.span, scope)
             return Layer(callee, span=e.span)
         if isinstance(e, ast.Call):
-            if not isinstance(e.func, ast.Name):
-                raise GraphProblem("only ops, blocks and value functions can be called", e.func.span)
-            bound = scope.vars.get(e.func.id)
-            if bound is None and e.func.id in FUNCTIONS and self._callee(e.func.id, scope) is None:
-                return self._function(e, scope, namer)
-            if bound is not None:
-                # A parameter may hold a layer (`unit = Bottleneck`): calling it adds arguments.
-                if not isinstance(bound.value, Layer) or bound.value.tensors:
-                    raise GraphProblem(f"'{e.func.id}' is {_kind(bound.value)}, not an op or block", e.func.span)
-                bound.used = True
-                base = bound.value
-                layer = Layer(base.callee, list(base.pos), dict(base.kw), span=e.span, repeat=base.repeat)
-                callee = base.callee
-            else:
-                callee = self._callee(e.func.id, scope)
-                if callee is None:
-                    raise NameProblem(f"unknown op or block '{clip(e.func.id)}'", e.func.span,
-                                      hint=did_you_mean(e.func.id, list(scope.file.defs) + list(REGISTRY)
-                                                        + list(FUNCTIONS)))
-                layer = Layer(callee, span=e.span)
-            for a in e.args:
-                v = self.evaluate(a.value, scope, namer)
-                origin = self._origin(a.value, scope) if isinstance(a.value, ast.Name) else None
-                if isinstance(v, Tensor) or isinstance(v, tuple) and _is_tensorish(v):
-                    if a.name is not None:
-                        raise GraphProblem(f"tensor inputs are passed by position, not as '{a.name}='", a.span)
-                    layer.tensors.extend(_tensors(v))
-                elif a.name is None:
-                    layer.pos.append((v, a.span, origin))
-                elif a.name in layer.kw:
-                    raise ParamProblem(f"{callee.name}: parameter '{a.name}' is given twice", a.name_span)
-                else:
-                    layer.kw[a.name] = (v, a.span, a.name_span, origin)
-            return layer
+            return self._call(e, scope, namer)
         if isinstance(e, ast.Named):
             v = self._value_or_layer(e.value, scope, namer)
             if not isinstance(v, Layer):
                 raise GraphProblem(f"only a layer can be named with 'as', not {_kind(v)}", e.span)
             return replace(v, name=e.name)
         return self.evaluate(e, scope, namer)
+
+    def _call(self, e: ast.Call, scope: Scope, namer: Namer):
+        """`F(args)`: a value function's result, or the layer of an op or block with its
+        parameters and tensor arguments bound."""
+        if not isinstance(e.func, ast.Name):
+            raise GraphProblem("only ops, blocks and value functions can be called", e.func.span)
+        fid = e.func.id
+        bound = scope.vars.get(fid)
+        if bound is None:
+            callee = self._callee(fid, scope)
+            if callee is None:
+                if fid in FUNCTIONS:
+                    return self._function(e, scope, namer)
+                raise NameProblem(f"unknown op or block '{clip(fid)}'", e.func.span,
+                                  hint=did_you_mean(fid, list(scope.file.defs) + list(REGISTRY) + list(FUNCTIONS)))
+            pos, kw, repeat = [], {}, 1
+        else:
+            # A parameter may hold a layer (`unit = Bottleneck`): calling it adds arguments.
+            if not isinstance(bound.value, Layer) or bound.value.tensors:
+                raise GraphProblem(f"'{fid}' is {_kind(bound.value)}, not an op or block", e.func.span)
+            bound.used = True
+            base = bound.value
+            callee, pos, kw, repeat = base.callee, list(base.pos), dict(base.kw), base.repeat
+        tensors = []
+        for a in e.args:
+            x = a.value
+            if isinstance(x, (ast.Num, ast.Str, ast.Bool)):  # most arguments: `evaluate`'s first case
+                v, origin = x.value, None
+            else:
+                v = self.evaluate(x, scope, namer)
+                origin = self._origin(x, scope)
+            if isinstance(v, Tensor) or isinstance(v, tuple) and _is_tensorish(v):
+                if a.name is not None:
+                    raise GraphProblem(f"tensor inputs are passed by position, not as '{a.name}='", a.span)
+                tensors.extend(_tensors(v))
+            elif a.name is None:
+                pos.append((v, a.span, origin))
+            elif a.name in kw:
+                raise ParamProblem(f"{callee.name}: parameter '{a.name}' is given twice", a.name_span)
+            else:
+                kw[a.name] = (v, a.span, a.name_span, origin)
+        return Layer(callee, pos, kw, tensors, e.span, None, repeat)
 
     def _function(self, e: ast.Call, scope: Scope, namer: Namer):
         args, spans = [], []
@@ -324,9 +333,12 @@ class Expressions:
 
     def _step(self, item, scope: Scope, namer: Namer) -> tuple:
         """One chain step as the layers it runs: a layer, or a list of them run in order."""
-        if isinstance(item, (ast.Name, ast.Call, ast.Named, ast.BinOp)):
-            layer = self._value_or_layer(item, scope, namer) if not isinstance(item, ast.BinOp) \
-                else self._binop(item, scope, namer, in_chain=True)
+        if isinstance(item, ast.Call):
+            layer = self._call(item, scope, namer)
+        elif isinstance(item, (ast.Name, ast.Named)):
+            layer = self._value_or_layer(item, scope, namer)
+        elif isinstance(item, ast.BinOp):
+            layer = self._binop(item, scope, namer, in_chain=True)
         else:
             layer = self.evaluate(item, scope, namer)
         if isinstance(layer, Layer):
@@ -339,8 +351,14 @@ class Expressions:
 
     def _chain(self, e: ast.Chain, scope: Scope, namer: Namer):
         first = e.items[0]
-        v = self._value_or_layer(first, scope, namer) if isinstance(first, (ast.Name, ast.Call, ast.Named)) \
-            else self.evaluate(first, scope, namer)
+        if isinstance(first, ast.Name) and first.id in scope.vars:  # `x -> ...`: `_value_or_layer`'s first case
+            b = scope.vars[first.id]
+            b.used = True
+            v = b.value
+        elif isinstance(first, (ast.Name, ast.Call, ast.Named)):
+            v = self._value_or_layer(first, scope, namer)
+        else:
+            v = self.evaluate(first, scope, namer)
         if not isinstance(v, Tensor):  # the common case, `x -> ...`, needs none of the head's checks
             v, composed = self._chain_head(v, e, scope, namer)
             if composed:
@@ -348,7 +366,7 @@ class Expressions:
         for item in e.items[1:]:
             # A list of layers (`[Block(c) for c in widths]`) runs them one after the other.
             for step in self._step(item, scope, namer):
-                v = self.apply(step, _tensors(v), scope, namer)
+                v = self.apply(step, [v] if isinstance(v, Tensor) else list(v), scope, namer)
         return v
 
     def _chain_head(self, v, e: ast.Chain, scope: Scope, namer: Namer):
