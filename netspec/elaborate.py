@@ -304,6 +304,8 @@ class Elaborator(Expressions, Expansion, Objectives):
             if len(e.items) != 2 or not isinstance(e.items[0], ast.Name):
                 return False
             e = e.items[1]
+            if isinstance(e, ast.Call):
+                break
             if isinstance(e, ast.Name):
                 return True
         if isinstance(e, ast.Call):

@@ -275,7 +275,11 @@ class Expressions:
         fid = e.func.id
         bound = scope.vars.get(fid)
         if bound is None:
-            callee = self._callee(fid, scope)
+            callee = scope.file.defs.get(fid)  # `_callee`, inline
+            if callee is None or not isinstance(callee, ast.BlockDef):
+                callee = get_op(fid)
+                if callee is not None and callee.kind == "loss":
+                    callee = None
             if callee is None:
                 if fid in FUNCTIONS:
                     return self._function(e, scope, namer)
@@ -292,12 +296,13 @@ class Expressions:
         tensors = []
         for a in e.args:
             x = a.value
-            if isinstance(x, (ast.Num, ast.Str, ast.Bool)):  # most arguments: `evaluate`'s first case
-                v, origin = x.value, None
+            if isinstance(x, (ast.Num, ast.Str, ast.Bool)):  # most arguments: a literal, no tensor
+                v, origin, tensorish = x.value, None, False
             else:
                 v = self.evaluate(x, scope, namer)
                 origin = self._origin(x, scope)
-            if isinstance(v, Tensor) or isinstance(v, tuple) and _is_tensorish(v):
+                tensorish = isinstance(v, Tensor) or isinstance(v, tuple) and _is_tensorish(v)
+            if tensorish:
                 if a.name is not None:
                     raise GraphProblem(f"tensor inputs are passed by position, not as '{a.name}='", a.span)
                 tensors.extend(_tensors(v))
@@ -333,21 +338,17 @@ class Expressions:
 
     def _step(self, item, scope: Scope, namer: Namer) -> tuple:
         """One chain step as the layers it runs: a layer, or a list of them run in order."""
+        return _steps(self._step_value(item, scope, namer), item)
+
+    def _step_value(self, item, scope: Scope, namer: Namer):
+        """A chain step's value: a layer is not applied to its tensor arguments yet."""
         if isinstance(item, ast.Call):
-            layer = self._call(item, scope, namer)
-        elif isinstance(item, (ast.Name, ast.Named)):
-            layer = self._value_or_layer(item, scope, namer)
-        elif isinstance(item, ast.BinOp):
-            layer = self._binop(item, scope, namer, in_chain=True)
-        else:
-            layer = self.evaluate(item, scope, namer)
-        if isinstance(layer, Layer):
-            return (layer,)
-        steps = _flat_layers(layer)
-        if steps is None:
-            raise GraphProblem(f"cannot pass a tensor through {_kind(layer)}", item.span,
-                               hint="each step after '->' is an op, a block or a list of them")
-        return steps
+            return self._call(item, scope, namer)
+        if isinstance(item, (ast.Name, ast.Named)):
+            return self._value_or_layer(item, scope, namer)
+        if isinstance(item, ast.BinOp):
+            return self._binop(item, scope, namer, in_chain=True)
+        return self.evaluate(item, scope, namer)
 
     def _chain(self, e: ast.Chain, scope: Scope, namer: Namer):
         first = e.items[0]
@@ -364,8 +365,12 @@ class Expressions:
             if composed:
                 return v
         for item in e.items[1:]:
+            s = self._call(item, scope, namer) if isinstance(item, ast.Call) else self._step_value(item, scope, namer)
+            if isinstance(s, Layer):  # one layer, the common step: `_steps` without its tuple
+                v = self.apply(s, [v] if isinstance(v, Tensor) else list(v), scope, namer)
+                continue
             # A list of layers (`[Block(c) for c in widths]`) runs them one after the other.
-            for step in self._step(item, scope, namer):
+            for step in _steps(s, item):
                 v = self.apply(step, [v] if isinstance(v, Tensor) else list(v), scope, namer)
         return v
 
@@ -394,6 +399,17 @@ def _is_symbolic_dim(name: str, scope: Scope) -> bool:
 def _sourceless(layer: Layer) -> bool:
     """An op that takes no tensor inputs (Param): its call is a tensor, made where it is written."""
     return getattr(layer.callee, "arity", None) == (0, 0)
+
+
+def _steps(v, item) -> tuple:
+    """A chain step's value as the layers it runs, in order."""
+    if isinstance(v, Layer):
+        return (v,)
+    steps = _flat_layers(v)
+    if steps is None:
+        raise GraphProblem(f"cannot pass a tensor through {_kind(v)}", item.span,
+                           hint="each step after '->' is an op, a block or a list of them")
+    return steps
 
 
 def _is_layers(v) -> bool:
