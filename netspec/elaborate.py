@@ -433,8 +433,13 @@ def constant(key: str, text: str, origin: str):
 def elaborate_file(path: str, network: str | None = None, overrides: dict[str, Override] | None = None,
                    loader: Loader | None = None) -> DiGraph:
     """Build the graph of one network of a .net file (the only one, when `network` is None)."""
+    own = loader is None
+    loader = loader or Loader()
     with deep_stack(), cycle_collection_paused():
         try:
             return Elaborator(loader).network(path, network, overrides)
         except RecursionError:
             raise LimitProblem(f"{path}: the spec nests too deeply to elaborate") from None
+        finally:
+            if own:  # nobody else reads these files: free their trees now (see `Loader.release`)
+                loader.release()
