@@ -38,6 +38,8 @@ class Scope:
 class Namer:
     """Names the layers of one statement: `x.0, x.1, ...`, or `x` for a single layer."""
 
+    __slots__ = ("base", "scope", "single", "count")
+
     def __init__(self, scope: Scope, base: str, single: bool = False):
         # A block's `out` chain is numbered right under the block, as nn.Sequential would be.
         self.base = "" if base == "out" and scope.prefix else base + "."

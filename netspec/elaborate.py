@@ -175,7 +175,10 @@ class Elaborator(Expressions, Expansion, Objectives):
 
     def exec_block(self, stmts: list, scope: Scope) -> None:
         for s in stmts:
-            self.statement(s, scope)
+            if type(s) is ast.Assign and len(s.names) == 1:  # nearly every statement: no dispatch
+                self._assign_one(s, scope)
+            else:
+                self.statement(s, scope)
 
     def _define_var(self, scope: Scope, name: str, value, span: Span, used=False) -> Binding:
         if name == "_":  # discarded: never read, never checked for use
@@ -198,15 +201,15 @@ class Elaborator(Expressions, Expansion, Objectives):
                               span, hint="give the tensor another name")
 
     def statement(self, s, scope: Scope) -> None:
-        if isinstance(s, ast.InputDecl):
+        if isinstance(s, ast.Assign):  # first: nearly every statement is one
+            self._assign(s, scope)
+        elif isinstance(s, ast.InputDecl):
             self._inputs(s, scope)
         elif isinstance(s, ast.TargetDecl):
             if not scope.is_network:
                 raise GraphProblem("targets are declared in a network, not in a block", s.span)
             ref = add_target(scope.g, s.name, self.tensor_type(s.type, scope), s.span)
             self._define_var(scope, s.name, Tensor(ref, s.span), s.span, used=True)
-        elif isinstance(s, ast.Assign):
-            self._assign(s, scope)
         elif isinstance(s, ast.OutputDecl):
             self._output(s, scope)
         elif isinstance(s, ast.IfStmt):
@@ -297,29 +300,26 @@ class Elaborator(Expressions, Expansion, Objectives):
 
     def _single_layer(self, e) -> bool:
         """True when a statement's value is one layer application, so the layer takes its name."""
-        def plain(x) -> bool:  # makes no layer of its own
-            if isinstance(x, ast.ListE):
-                return all(plain(i) for i in x.items)
-            if isinstance(x, ast.Attr):
-                return plain(x.value)
-            if isinstance(x, ast.Index):
-                return plain(x.value) and all(plain(i) for i in x.items if not isinstance(i, ast.Slice))
-            if isinstance(x, ast.Call):
-                return isinstance(x.func, ast.Name) and x.func.id in FUNCTIONS and all(plain(a.value) for a in x.args)
-            return isinstance(x, (ast.Name, ast.Num, ast.Str, ast.Bool)) or (
-                isinstance(x, (ast.BinOp, ast.Neg))
-                and all(plain(c) for c in (getattr(x, "left", None), getattr(x, "right", None),
-                                           getattr(x, "value", None)) if c is not None))
-
+        while isinstance(e, ast.Chain):  # `x -> L`, the statement of a spec written line by line
+            if len(e.items) != 2 or not isinstance(e.items[0], ast.Name):
+                return False
+            e = e.items[1]
+            if isinstance(e, ast.Call):
+                break
+            if isinstance(e, ast.Name):
+                return True
         if isinstance(e, ast.Call):
-            return all(plain(a.value) for a in e.args)
+            for a in e.args:
+                if not isinstance(a.value, _LEAVES) and not _plain(a.value):
+                    return False
+            return True
         if isinstance(e, ast.BinOp) and e.op in ("+", "-", "*"):
             return isinstance(e.left, ast.Name) and isinstance(e.right, ast.Name)
-        if isinstance(e, ast.Chain) and len(e.items) == 2 and isinstance(e.items[0], ast.Name):
-            return isinstance(e.items[1], ast.Name) or self._single_layer(e.items[1])
         return False
 
     def _assign(self, s: ast.Assign, scope: Scope) -> None:
+        if len(s.names) == 1:
+            return self._assign_one(s, scope)
         # Check the names first: `h = h -> ReLU` would otherwise fail later as a layer-name clash.
         for name, span in zip(s.names, s.name_spans):
             self._check_new(scope, name, span)
@@ -339,6 +339,21 @@ class Elaborator(Expressions, Expansion, Objectives):
         for name, span, v in zip(s.names, s.name_spans, value):
             self._define_var(scope, name, v, span)
 
+    def _assign_one(self, s: ast.Assign, scope: Scope) -> None:
+        """`name = value`, the statement a spec written line by line is made of: `_assign` for
+        one name, checking it once (evaluating the value defines no name of this scope)."""
+        name, span = s.names[0], s.name_spans[0]
+        if name == "_":
+            scope.anon += 1
+            self.evaluate(s.value, scope, Namer(scope, f"_{scope.anon}", self._single_layer(s.value)))
+            return
+        if name in scope.vars or name in REGISTRY or name in scope.file.defs:
+            self._check_new(scope, name, span)  # raises, saying which
+        e = s.value
+        namer = Namer(scope, name, self._single_layer(e))
+        value = self._chain(e, scope, namer) if isinstance(e, ast.Chain) else self.evaluate(e, scope, namer)
+        scope.vars[name] = Binding(value, span, not (isinstance(value, Tensor) or _is_tensorish(value)))
+
     def _output(self, s: ast.OutputDecl, scope: Scope) -> None:
         if s.value is None:
             b = scope.vars.get(s.name)
@@ -357,6 +372,28 @@ class Elaborator(Expressions, Expansion, Objectives):
             if any(n == s.name for n, _, _ in scope.g.graph["outputs"]):
                 raise NameProblem(f"output '{s.name}' is declared twice", s.span)
             add_output(scope.g, s.name, value.ref, s.span)
+
+_LEAVES = (ast.Name, ast.Num, ast.Str, ast.Bool)
+
+
+def _plain(x) -> bool:
+    """An expression that makes no layer of its own (a module function: a closure that calls
+    itself is a reference cycle, garbage the paused collector would keep for every statement)."""
+    if isinstance(x, _LEAVES):
+        return True
+    if isinstance(x, ast.ListE):
+        return all(_plain(i) for i in x.items)
+    if isinstance(x, ast.Attr):
+        return _plain(x.value)
+    if isinstance(x, ast.Index):
+        return _plain(x.value) and all(_plain(i) for i in x.items if not isinstance(i, ast.Slice))
+    if isinstance(x, ast.Call):
+        return isinstance(x.func, ast.Name) and x.func.id in FUNCTIONS and all(_plain(a.value) for a in x.args)
+    return (
+        isinstance(x, (ast.BinOp, ast.Neg))
+        and all(_plain(c) for c in (getattr(x, "left", None), getattr(x, "right", None),
+                                    getattr(x, "value", None)) if c is not None))
+
 
 def _assigned(stmts: list) -> list[str]:
     """The names a branch's statements define, nested ifs included."""
@@ -396,8 +433,13 @@ def constant(key: str, text: str, origin: str):
 def elaborate_file(path: str, network: str | None = None, overrides: dict[str, Override] | None = None,
                    loader: Loader | None = None) -> DiGraph:
     """Build the graph of one network of a .net file (the only one, when `network` is None)."""
+    own = loader is None
+    loader = loader or Loader()
     with deep_stack(), cycle_collection_paused():
         try:
             return Elaborator(loader).network(path, network, overrides)
         except RecursionError:
             raise LimitProblem(f"{path}: the spec nests too deeply to elaborate") from None
+        finally:
+            if own:  # nobody else reads these files: free their trees now (see `Loader.release`)
+                loader.release()

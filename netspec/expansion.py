@@ -22,9 +22,11 @@ class Expansion:
     """The layer-applying half of the elaborator (mixed into `Elaborator`)."""
 
     def apply(self, layer: Layer, piped: list[Tensor], scope: Scope, namer: Namer):
-        if layer.repeat != 1 and layer.tensors:
+        if layer.repeat == 1:  # the common case, with none of the checks below to make
+            return self._apply_once(layer, [*piped, *layer.tensors] if layer.tensors else piped, scope, namer)
+        if layer.tensors:
             raise GraphProblem(f"a repeated {layer.title} cannot take extra tensor arguments", layer.span)
-        if layer.repeat != 1 and layer.name:
+        if layer.name:
             raise GraphProblem("a repeated layer cannot be named with 'as'", layer.span)
         inputs = list(piped) + list(layer.tensors)
         if layer.repeat == 0:

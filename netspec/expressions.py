@@ -45,12 +45,12 @@ class Expressions:
             namer = Namer(scope, f"_{scope.anon}")
         if isinstance(e, (ast.Num, ast.Str, ast.Bool)):
             return e.value
+        if isinstance(e, ast.Chain):
+            return self._chain(e, scope, namer)
         if isinstance(e, ast.ListE):
             return check_size(tuple(self.evaluate(x, scope, namer) for x in e.items), e.span)
         if isinstance(e, ast.Comprehension):
             return self._comprehension(e, scope, namer)
-        if isinstance(e, ast.Chain):
-            return self._chain(e, scope, namer)
         if isinstance(e, (ast.Name, ast.Call, ast.Named)):
             v = self._value_or_layer(e, scope, namer)
             if isinstance(v, Layer) and (v.tensors or _sourceless(v) and not isinstance(e, ast.Name)):
@@ -247,11 +247,6 @@ class Expressions:
 
     def _value_or_layer(self, e, scope: Scope, namer: Namer):
         """Evaluate a name, call or `as` without applying a layer to its tensor arguments."""
-        if isinstance(e, ast.Named):
-            v = self._value_or_layer(e.value, scope, namer)
-            if not isinstance(v, Layer):
-                raise GraphProblem(f"only a layer can be named with 'as', not {_kind(v)}", e.span)
-            return replace(v, name=e.name)
         if isinstance(e, ast.Name):
             b = scope.vars.get(e.id)
             if b is not None:
@@ -264,41 +259,60 @@ class Expressions:
                 raise self._undefined(e.id, e.span, scope)
             return Layer(callee, span=e.span)
         if isinstance(e, ast.Call):
-            if not isinstance(e.func, ast.Name):
-                raise GraphProblem("only ops, blocks and value functions can be called", e.func.span)
-            bound = scope.vars.get(e.func.id)
-            if bound is None and e.func.id in FUNCTIONS and self._callee(e.func.id, scope) is None:
-                return self._function(e, scope, namer)
-            if bound is not None:
-                # A parameter may hold a layer (`unit = Bottleneck`): calling it adds arguments.
-                if not isinstance(bound.value, Layer) or bound.value.tensors:
-                    raise GraphProblem(f"'{e.func.id}' is {_kind(bound.value)}, not an op or block", e.func.span)
-                bound.used = True
-                base = bound.value
-                layer = Layer(base.callee, list(base.pos), dict(base.kw), span=e.span, repeat=base.repeat)
-                callee = base.callee
-            else:
-                callee = self._callee(e.func.id, scope)
-                if callee is None:
-                    raise NameProblem(f"unknown op or block '{clip(e.func.id)}'", e.func.span,
-                                      hint=did_you_mean(e.func.id, list(scope.file.defs) + list(REGISTRY)
-                                                        + list(FUNCTIONS)))
-                layer = Layer(callee, span=e.span)
-            for a in e.args:
-                v = self.evaluate(a.value, scope, namer)
-                origin = self._origin(a.value, scope)
-                if _is_tensorish(v):
-                    if a.name is not None:
-                        raise GraphProblem(f"tensor inputs are passed by position, not as '{a.name}='", a.span)
-                    layer.tensors.extend(_tensors(v))
-                elif a.name is None:
-                    layer.pos.append((v, a.span, origin))
-                elif a.name in layer.kw:
-                    raise ParamProblem(f"{callee.name}: parameter '{a.name}' is given twice", a.name_span)
-                else:
-                    layer.kw[a.name] = (v, a.span, a.name_span, origin)
-            return layer
+            return self._call(e, scope, namer)
+        if isinstance(e, ast.Named):
+            v = self._value_or_layer(e.value, scope, namer)
+            if not isinstance(v, Layer):
+                raise GraphProblem(f"only a layer can be named with 'as', not {_kind(v)}", e.span)
+            return replace(v, name=e.name)
         return self.evaluate(e, scope, namer)
+
+    def _call(self, e: ast.Call, scope: Scope, namer: Namer):
+        """`F(args)`: a value function's result, or the layer of an op or block with its
+        parameters and tensor arguments bound."""
+        if not isinstance(e.func, ast.Name):
+            raise GraphProblem("only ops, blocks and value functions can be called", e.func.span)
+        fid = e.func.id
+        bound = scope.vars.get(fid)
+        if bound is None:
+            callee = scope.file.defs.get(fid)  # `_callee`, inline
+            if callee is None or not isinstance(callee, ast.BlockDef):
+                callee = get_op(fid)
+                if callee is not None and callee.kind == "loss":
+                    callee = None
+            if callee is None:
+                if fid in FUNCTIONS:
+                    return self._function(e, scope, namer)
+                raise NameProblem(f"unknown op or block '{clip(fid)}'", e.func.span,
+                                  hint=did_you_mean(fid, list(scope.file.defs) + list(REGISTRY) + list(FUNCTIONS)))
+            pos, kw, repeat = [], {}, 1
+        else:
+            # A parameter may hold a layer (`unit = Bottleneck`): calling it adds arguments.
+            if not isinstance(bound.value, Layer) or bound.value.tensors:
+                raise GraphProblem(f"'{fid}' is {_kind(bound.value)}, not an op or block", e.func.span)
+            bound.used = True
+            base = bound.value
+            callee, pos, kw, repeat = base.callee, list(base.pos), dict(base.kw), base.repeat
+        tensors = []
+        for a in e.args:
+            x = a.value
+            if isinstance(x, (ast.Num, ast.Str, ast.Bool)):  # most arguments: a literal, no tensor
+                v, origin, tensorish = x.value, None, False
+            else:
+                v = self.evaluate(x, scope, namer)
+                origin = self._origin(x, scope)
+                tensorish = isinstance(v, Tensor) or isinstance(v, tuple) and _is_tensorish(v)
+            if tensorish:
+                if a.name is not None:
+                    raise GraphProblem(f"tensor inputs are passed by position, not as '{a.name}='", a.span)
+                tensors.extend(_tensors(v))
+            elif a.name is None:
+                pos.append((v, a.span, origin))
+            elif a.name in kw:
+                raise ParamProblem(f"{callee.name}: parameter '{a.name}' is given twice", a.name_span)
+            else:
+                kw[a.name] = (v, a.span, a.name_span, origin)
+        return Layer(callee, pos, kw, tensors, e.span, None, repeat)
 
     def _function(self, e: ast.Call, scope: Scope, namer: Namer):
         args, spans = [], []
@@ -324,35 +338,57 @@ class Expressions:
 
     def _step(self, item, scope: Scope, namer: Namer) -> tuple:
         """One chain step as the layers it runs: a layer, or a list of them run in order."""
-        if isinstance(item, (ast.Name, ast.Call, ast.Named, ast.BinOp)):
-            layer = self._value_or_layer(item, scope, namer) if not isinstance(item, ast.BinOp) \
-                else self._binop(item, scope, namer, in_chain=True)
-        else:
-            layer = self.evaluate(item, scope, namer)
-        steps = _flat_layers(layer)
-        if steps is None:
-            raise GraphProblem(f"cannot pass a tensor through {_kind(layer)}", item.span,
-                               hint="each step after '->' is an op, a block or a list of them")
-        return steps
+        return _steps(self._step_value(item, scope, namer), item)
+
+    def _step_value(self, item, scope: Scope, namer: Namer):
+        """A chain step's value: a layer is not applied to its tensor arguments yet."""
+        if isinstance(item, ast.Call):
+            return self._call(item, scope, namer)
+        if isinstance(item, (ast.Name, ast.Named)):
+            return self._value_or_layer(item, scope, namer)
+        if isinstance(item, ast.BinOp):
+            return self._binop(item, scope, namer, in_chain=True)
+        return self.evaluate(item, scope, namer)
 
     def _chain(self, e: ast.Chain, scope: Scope, namer: Namer):
         first = e.items[0]
-        v = self._value_or_layer(first, scope, namer) if isinstance(first, (ast.Name, ast.Call, ast.Named)) \
-            else self.evaluate(first, scope, namer)
+        if isinstance(first, ast.Name) and first.id in scope.vars:  # `x -> ...`: `_value_or_layer`'s first case
+            b = scope.vars[first.id]
+            b.used = True
+            v = b.value
+        elif isinstance(first, (ast.Name, ast.Call, ast.Named)):
+            v = self._value_or_layer(first, scope, namer)
+        else:
+            v = self.evaluate(first, scope, namer)
+        if not isinstance(v, Tensor):  # the common case, `x -> ...`, needs none of the head's checks
+            v, composed = self._chain_head(v, e, scope, namer)
+            if composed:
+                return v
+        for item in e.items[1:]:
+            s = self._call(item, scope, namer) if isinstance(item, ast.Call) else self._step_value(item, scope, namer)
+            if isinstance(s, Layer):  # one layer, the common step: `_steps` without its tuple
+                v = self.apply(s, [v] if isinstance(v, Tensor) else list(v), scope, namer)
+                continue
+            # A list of layers (`[Block(c) for c in widths]`) runs them one after the other.
+            for step in _steps(s, item):
+                v = self.apply(step, [v] if isinstance(v, Tensor) else list(v), scope, namer)
+        return v
+
+    def _chain_head(self, v, e: ast.Chain, scope: Scope, namer: Namer):
+        """(what a chain that does not start from one tensor runs from, False): its first layer
+        applied (`Param(...) -> ...`) or its tensors; or (the layers it composes, True) when no
+        tensor is in front."""
+        first = e.items[0]
         if isinstance(v, Layer) and (v.tensors or _sourceless(v) and not isinstance(first, ast.Name)):
             v = self.apply(v, [], scope, namer)
         if isinstance(v, Layer) or (_is_layers(v) and not any(x.tensors for x in v)):
             # `Conv2d(8, 3) -> ReLU` with no tensor in front composes layers, for a list or a name.
             head = (v,) if isinstance(v, Layer) else v
-            return head + tuple(s for item in e.items[1:] for s in self._step(item, scope, namer))
+            return head + tuple(s for item in e.items[1:] for s in self._step(item, scope, namer)), True
         if not _is_tensorish(v):
             raise GraphProblem(f"a chain starts from a tensor, got {_kind(v)}", first.span,
                                hint="start from an input or a named tensor: x -> ...")
-        for item in e.items[1:]:
-            # A list of layers (`[Block(c) for c in widths]`) runs them one after the other.
-            for step in self._step(item, scope, namer):
-                v = self.apply(step, _tensors(v), scope, namer)
-        return v
+        return v, False
 
 
 def _is_symbolic_dim(name: str, scope: Scope) -> bool:
@@ -363,6 +399,17 @@ def _is_symbolic_dim(name: str, scope: Scope) -> bool:
 def _sourceless(layer: Layer) -> bool:
     """An op that takes no tensor inputs (Param): its call is a tensor, made where it is written."""
     return getattr(layer.callee, "arity", None) == (0, 0)
+
+
+def _steps(v, item) -> tuple:
+    """A chain step's value as the layers it runs, in order."""
+    if isinstance(v, Layer):
+        return (v,)
+    steps = _flat_layers(v)
+    if steps is None:
+        raise GraphProblem(f"cannot pass a tensor through {_kind(v)}", item.span,
+                           hint="each step after '->' is an op, a block or a list of them")
+    return steps
 
 
 def _is_layers(v) -> bool:

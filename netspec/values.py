@@ -29,13 +29,14 @@ def reset_budget() -> None:
     _made.set(0)
 
 
-@dataclass(frozen=True)
+# Slotted: a network written line by line makes several of these per statement.
+@dataclass(frozen=True, slots=True)
 class Tensor:
     ref: Ref
     span: Span
 
 
-@dataclass
+@dataclass(slots=True)
 class Binding:
     """What a name in a scope holds, and whether it was used."""
 
@@ -46,14 +47,14 @@ class Binding:
     origin: str | None = None  # "--set NAME=VALUE" when the value came from the command line
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Symbolic:
     """A dim known only at run time, such as the batch size N."""
 
     name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Layer:
     """An op or block with its parameters bound, waiting for its input tensors."""
 
