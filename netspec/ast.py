@@ -8,52 +8,52 @@ from typing import Any
 from .errors import Span
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     span: Span = field(repr=False, compare=False)
 
 
 # Expressions ---------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class Num(Node):
     value: int | float
 
 
-@dataclass
+@dataclass(slots=True)
 class Str(Node):
     value: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Bool(Node):
     value: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class Name(Node):
     id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ListE(Node):
     items: list[Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class Arg(Node):
     name: str | None  # None for a positional argument
     value: Any
     name_span: Span | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Call(Node):
     func: Any
     args: list[Arg]
 
 
-@dataclass
+@dataclass(slots=True)
 class Index(Node):
     """`v[i]`, `v[a:b]`, `x[:, :, 4:-4]`: one item per subscript, each an expression or a Slice."""
 
@@ -61,14 +61,14 @@ class Index(Node):
     items: list[Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class Slice(Node):
     start: Any | None
     stop: Any | None
     step: Any | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Attr(Node):
     """`x.shape`: a compile-time property of a value."""
 
@@ -77,7 +77,7 @@ class Attr(Node):
     name_span: Span | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Comprehension(Node):
     """`[Block(c) for c in widths if c > 8]`: a list built at compile time."""
 
@@ -87,7 +87,7 @@ class Comprehension(Node):
     cond: Any | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Named(Node):
     """`layer as name`: the layer takes this name instead of a numbered one."""
 
@@ -95,31 +95,31 @@ class Named(Node):
     name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class BinOp(Node):
     op: str
     left: Any
     right: Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Neg(Node):
     value: Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Not(Node):
     value: Any
 
 
-@dataclass
+@dataclass(slots=True)
 class BoolOp(Node):
     op: str  # "and" | "or"
     left: Any
     right: Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Ternary(Node):
     cond: Any
     then: Any
@@ -128,58 +128,58 @@ class Ternary(Node):
     ambiguous: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Chain(Node):
     items: list[Any]
 
 
 # Statements ----------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class TensorTypeE(Node):
     dtype: str
     dims: list[Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class InputItem(Node):
     name: str
     type: TensorTypeE | None
 
 
-@dataclass
+@dataclass(slots=True)
 class InputDecl(Node):
     items: list[InputItem]
 
 
-@dataclass
+@dataclass(slots=True)
 class TargetDecl(Node):
     name: str
     type: TensorTypeE
 
 
-@dataclass
+@dataclass(slots=True)
 class OutputDecl(Node):
     name: str
     value: Any | None
     name_span: Span | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Assign(Node):
     names: list[str]
     value: Any
     name_spans: list[Span] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class IfStmt(Node):
     cond: Any
     then: list[Any]
     other: list[Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class ParamDecl(Node):
     """`param cls: float32[1, 1, 768] = zeros`: a learnable tensor."""
 
@@ -189,38 +189,38 @@ class ParamDecl(Node):
     name_span: Span | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class AssertStmt(Node):
     cond: Any
     message: Any | None
 
 
-@dataclass
+@dataclass(slots=True)
 class LossStmt(Node):
     op: str
     args: list[Arg]
 
 
-@dataclass
+@dataclass(slots=True)
 class Setting(Node):
     name: str
     value: Any
 
 
-@dataclass
+@dataclass(slots=True)
 class TrainDef(Node):
     settings: list[Setting]
 
 
 # Top level -----------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class Param(Node):
     name: str
     default: Any | None
 
 
-@dataclass
+@dataclass(slots=True)
 class BlockDef(Node):
     name: str
     params: list[Param]
@@ -230,7 +230,7 @@ class BlockDef(Node):
     scope: Any = field(default=None, repr=False, compare=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class NetworkDef(Node):
     name: str
     params: list[Param]
@@ -239,7 +239,7 @@ class NetworkDef(Node):
     scope: Any = field(default=None, repr=False, compare=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class NetworkAlias(Node):
     """`network ResNet50 = ResNet(depths=[3, 4, 6, 3])`."""
 
@@ -250,13 +250,13 @@ class NetworkAlias(Node):
     scope: Any = field(default=None, repr=False, compare=False)
 
 
-@dataclass
+@dataclass(slots=True)
 class Import(Node):
     path: str
     names: list[tuple[str, Span]] | None  # None imports every block and network
 
 
-@dataclass
+@dataclass(slots=True)
 class Module(Node):
     path: str
     items: list[Any]

@@ -31,7 +31,7 @@ MAX_DEPTH = 200
 MAX_NESTING = 120
 
 
-_new = object.__new__
+_tuple_new = tuple.__new__  # Span's own constructor, without the keyword handling
 
 
 class GiveUp(Exception):
@@ -132,17 +132,8 @@ class _Expressions:
     # spans -------------------------------------------------------------------------------------
 
     def _span(self, first: int, last: int) -> Span:
-        # Span is frozen: its __init__ sets each field through object.__setattr__, twice the cost
-        # of filling the instance's dict, and a line of a spec makes about seven spans.
-        s = _new(Span)
-        d = s.__dict__
         L = self.L
-        d["path"] = self.path
-        d["line"] = L[first]
-        d["col"] = self.C[first]
-        d["end_line"] = L[last]
-        d["end_col"] = self.E[last]
-        return s
+        return _tuple_new(Span, (self.path, L[first], self.C[first], L[last], self.E[last]))
 
     def _name(self) -> int:
         """The index of the NAME token here, consumed."""
@@ -663,7 +654,7 @@ def _children(node, else_ifs: set[int]) -> list[tuple[object, int]]:
     if isinstance(node, (ast.BlockDef, ast.NetworkDef)):
         return [(p, 2) for p in node.params] + [(s, 2) for s in node.body]
     out = []
-    for value in node.__dict__.values():
+    for value in (getattr(node, f) for f in node.__match_args__):  # every field, inherited ones too
         if isinstance(value, ast.Node):
             out.append((value, 1))
         elif isinstance(value, list):

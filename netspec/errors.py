@@ -5,11 +5,15 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Span:
-    """A region of one source file; lines and columns count from 1, the end is exclusive."""
+class Span(NamedTuple):
+    """A region of one source file; lines and columns count from 1, the end is exclusive.
+
+    A named tuple: a spec written line by line makes several per line, and a tuple is one object,
+    made and freed in C (a frozen dataclass is two, filled field by field through __setattr__).
+    """
 
     path: str
     line: int

@@ -430,7 +430,7 @@ def format_text(text: str, path: str = "<string>") -> str:
         raise lark_reader.syntax_error(e, path, text) from None
     except FormatProblem as e:
         d = e.diagnostics[0]
-        raise FormatProblem(d.message, dataclasses.replace(d.span, path=path)) from None
+        raise FormatProblem(d.message, d.span._replace(path=path)) from None
     _classify(toks)
     lines = _lines(toks, _statements(tree), text.splitlines())
     _blank_lines(lines)
