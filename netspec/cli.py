@@ -247,10 +247,13 @@ def compile_(spec, network, sets, out, weights, classes, opset, seed, optimize, 
     with _writing(out), variants.staged(model, out, kinds, calibration, external_data) as written:
         # The file is checked as a deployment would load it, before it replaces an older one.
         from .lower_onnx import save
-        save(model, out, external_data=external_data, check=True)
+        side = save(model, out, external_data=external_data, check=True)
     size = variants.files_size(out)
     report.info(f"wrote {out}: {s.name}, {nodes:,} ONNX nodes, opset {version}, {s.parameters:,} "
                 f"parameters, {size / 1e6:.1f} MB (weights: {source}) in {time.perf_counter() - start:.2f} s")
+    if side is not None:
+        report.info(f"  its weights are in {side.name} beside it: keep the two files together "
+                    "(--single-file writes one)")
     for kind, path in written:
         vsize = variants.files_size(path)
         report.info(f"wrote {path}: {variants.describe(kind, calibration is not None)}, {vsize / 1e6:.1f} MB "

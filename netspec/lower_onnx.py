@@ -337,7 +337,7 @@ def _emit_losses(g: DiGraph, em: _Emitter, values: dict[Ref, str]) -> onnx.Value
 
 
 def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None = None,
-         check: bool = False) -> None:
+         check: bool = False) -> Path | None:
     """Write a model atomically, one tensor at a time; its weights go to `PATH.data` beside it past 1 MiB.
 
     ``external_data`` None decides by size: weights of `EXTERNAL_DEFAULT_BYTES` or more go to the
@@ -349,7 +349,7 @@ def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None
     Neither step holds a second copy of the weights: the checker sees each large tensor by its
     type and shape, and the file is read back one field at a time. The caller's model is left
     untouched. A side file that an older model at `path` left is removed once `path` is replaced
-    by a model that does not use it.
+    by a model that does not use it. Returns the side file written, or None.
     """
     path = Path(path)
     check_output(path)
@@ -395,6 +395,7 @@ def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None
             side.unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+    return side if external_data else None
 
 
 # Weights from this size on go to a side file by default: the 1 MiB tensors are laid out there

@@ -49,8 +49,10 @@ def run(path, feed):
 def test_weights_of_a_mebibyte_or_more_go_beside_the_model(spec, tmp_path):
     (tmp_path / "big").mkdir()
     (tmp_path / "small").mkdir()
-    compile_(spec, "Big", tmp_path / "big" / "m.onnx")
-    compile_(spec, "Small", tmp_path / "small" / "m.onnx")
+    said = compile_(spec, "Big", tmp_path / "big" / "m.onnx")
+    assert "its weights are in m.onnx.data beside it: keep the two files together" in said
+    said = compile_(spec, "Small", tmp_path / "small" / "m.onnx")
+    assert "beside it" not in said
     assert sorted(p.name for p in (tmp_path / "big").iterdir()) == ["m.onnx", "m.onnx.data"]
     assert external(tmp_path / "big" / "m.onnx") == ["y.weight", "y.bias"]
     assert sorted(p.name for p in (tmp_path / "small").iterdir()) == ["m.onnx"]
