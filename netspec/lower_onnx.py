@@ -368,11 +368,12 @@ def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None
     if check:
         _check_graph(header, tensors)
     if external_data is None:
-        external_data = weights >= EXTERNAL_DEFAULT_BYTES or size >= PROTO_LIMIT
+        external_data = side_file_by_default(weights, size)
     side = path.with_name(path.name + ".data")
     if external_data:
         check_output(side)
-    stale_side = not external_data and _uses_side_file(path, side.name)
+    # Ours to remove once replaced: a side file that the model now at `path` uses.
+    stale_side = not external_data and side.is_file() and path.is_file() and side.name in side_files(path)
     # The PID in the name lets `variants.sweep_stale` remove what a killed compile left.
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", dir=path.parent))
     try:
@@ -403,17 +404,18 @@ def save(model: onnx.ModelProto | LoweredModel, path, external_data: bool | None
 EXTERNAL_DEFAULT_BYTES = 1 << 20
 
 
-def _uses_side_file(path: Path, side_name: str) -> bool:
-    """Whether the model now at `path` keeps tensors in `side_name` (so it is ours to replace)."""
-    side = path.with_name(side_name)
-    if not side.is_file() or not path.is_file():
-        return False
+def side_files(path: Path) -> set[str]:
+    """The external-data file names that the model at `path` refers to (none for an unreadable file)."""
     try:
-        old = onnx.load(str(path), load_external_data=False)
-    except Exception:  # not a model we can read: leave the side file alone
-        return False
-    return any(e.key == "location" and e.value == side_name
-               for t in old.graph.initializer for e in t.external_data)
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a model we can read
+        return set()
+    return {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+
+
+def side_file_by_default(weight_bytes: int, total_bytes: int) -> bool:
+    """Whether a model goes to two files when its writer is not told: 1 MiB of weights, or past protobuf."""
+    return weight_bytes >= EXTERNAL_DEFAULT_BYTES or total_bytes >= PROTO_LIMIT
 
 
 class _ArrayTensor:

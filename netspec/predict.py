@@ -51,13 +51,8 @@ def session(model_path, providers: list[str] | None = None):
 
 def _missing_side_files(path: Path) -> list[str]:
     """The external-data files that the model at `path` names and its folder lacks."""
-    import onnx
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # not a model at all: ONNX Runtime's own message says so
-        return []
-    names = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
-    return sorted(n for n in names if not (path.parent / n).is_file())
+    from .lower_onnx import side_files
+    return sorted(n for n in side_files(path) if not (path.parent / n).is_file())
 
 
 def model_metadata(sess) -> dict:

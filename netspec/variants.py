@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .errors import DataProblem
 from .file_kinds import check_output
-from .lower_onnx import EXTERNAL_DEFAULT_BYTES, PROTO_LIMIT, save
+from .lower_onnx import PROTO_LIMIT, save, side_file_by_default
 
 
 @dataclass(frozen=True)
@@ -341,8 +341,7 @@ def _build(model: onnx.ModelProto, kind: str, name: str, staging: Path, fp32: Pa
         onnx.checker.check_model(str(path), full_check=True)
     elif kind == "optimize":
         size = _approx_size(model)
-        ort_optimize(fp32, path, external_data if external_data is not None
-                     else size >= EXTERNAL_DEFAULT_BYTES or size >= PROTO_LIMIT)
+        ort_optimize(fp32, path, external_data if external_data is not None else side_file_by_default(size, size))
         # Fused ops live in the com.microsoft domain, which onnx's checker does not know.
     _check_loads(path)
     return path
